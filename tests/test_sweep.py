@@ -85,11 +85,12 @@ def test_cli_sweep_dry_run_lists_runs_and_what_is_done(spec_file, tmp_path, caps
     path = spec_file("base: {device: ideal, epochs: 1}\ngrid: {lr: [0.1, 0.5]}\n")
     assert main(["sweep", str(path), "--out", str(tmp_path), "--dry-run"]) == 0
     assert capsys.readouterr().out.strip().endswith("2 runs, 0 done")
-    assert main(["sweep", str(path), "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["sweep", str(path), "--out", str(tmp_path), "--quiet", "--workers", "0"]) == 0
     capsys.readouterr()
     assert main(["sweep", str(path), "--out", str(tmp_path), "--dry-run"]) == 0
     assert capsys.readouterr().out.strip().endswith("2 runs, 2 done")
-    assert main(["sweep", str(path), "--workers", "2"]) == 2
+    assert main(["sweep", str(path), "--out", str(tmp_path), "--workers", "-1"]) == 2
+    assert "--workers" in capsys.readouterr().err
 
 
 def test_sweeping_a_field_of_a_preset_keeps_the_preset(spec_file):

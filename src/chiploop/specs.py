@@ -132,6 +132,22 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     raise TypeError(f"spec field {name}: unsupported type {tp!r}")  # a bug in chiploop, not in the spec
 
 
+def field_at(cls: type, dotted: str) -> dataclasses.Field | None:
+    """The dataclass field that a dotted key (``device.dw_min``) names, through nested specs; None if none."""
+    found = None
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(cls):
+            return None
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            return None
+        found = fields[part]
+        hint = typing.get_type_hints(cls)[part]
+        options = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        cls = options[0] if options else hint
+    return found
+
+
 def check_ranges(obj: Any, prefix: str = "") -> None:
     """Check every numeric field of a spec dataclass against its declared range."""
     for f in dataclasses.fields(obj):

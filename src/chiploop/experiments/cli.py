@@ -1,4 +1,6 @@
-"""The ``chiploop`` command: run, sweep, ablate, evaluate, export, devices, demo. Bad input: one line on stderr, exit code 2."""
+"""The ``chiploop`` command: run, sweep, report, ablate, evaluate, export, devices, demo.
+
+Bad input: one line on stderr, exit code 2."""
 
 from __future__ import annotations
 
@@ -66,12 +68,12 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from chiploop.experiments.engine import make_executor
     from chiploop.experiments.sweep import Ledger, expand, load_sweep, run_sweep
 
     sweep = load_sweep(args.spec)
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.spec).stem}"
-    if args.workers != 0:
-        raise SpecError("--workers", args.workers, "0 (serial, in this process); parallel engines are not built yet")
+    executor = make_executor(args.workers, args.scheduler)
     if args.dry_run:
         specs = expand(sweep, args.spec)
         ledger_path = out / "ledger.sqlite"
@@ -84,9 +86,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             print(f"{spec.spec_hash()}  {'done' if spec.spec_hash() in done else 'todo'}  {spec.name} seed {spec.seed}")
         print(f"{len(specs)} runs, {sum(s.spec_hash() in done for s in specs)} done")
         return 0
-    counts = run_sweep(sweep, out, args.spec, progress=not args.quiet)
-    print(f"{counts['runs']} runs: {counts['already_done']} already done, {counts['ran']} ran; "
+    counts = run_sweep(sweep, out, args.spec, progress=not args.quiet, executor=executor)
+    print(f"{counts['runs']} runs: {counts['already_done']} already done, {counts['ran']} ran on {executor.name}; "
           f"wrote {out / 'ledger.sqlite'} and {out / 'results.parquet'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from chiploop.experiments.report import report
+
+    path, figures = report(args.sweep_dir, args.out, x=args.x, y=args.y, hue=args.hue, metric=args.metric)
+    print(path.read_text().split("## Every configuration")[0].rstrip())
+    print(f"\nwrote {path}" + "".join(f"\nwrote {fig.path}  ({fig.title})" for fig in figures))
     return 0
 
 
@@ -164,10 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
     swp = sub.add_parser("sweep", help="run every configuration of a sweep spec; re-running resumes")
     swp.add_argument("spec", help="sweep YAML file (base, grid, zip, random, samples, seeds)")
     swp.add_argument("--out", help="sweep directory (default runs/sweep-NAME)")
-    swp.add_argument("--workers", type=int, default=0, help="0: serial in this process (the only engine so far)")
+    swp.add_argument("--workers", type=int, help="local Dask worker processes (default one per core); "
+                     "0: serial in this process, for debugging")
+    swp.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://HOST:8786 "
+                     "(started with `dask scheduler` and `dask worker`, or dask-jobqueue)")
     swp.add_argument("--dry-run", action="store_true", help="list the runs and which are done")
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(func=_cmd_sweep)
+
+    rep = sub.add_parser("report", help="summarise a sweep: best configuration per device (mean ± 95% CI over "
+                         "seeds), every configuration, failed runs; PNG plots")
+    rep.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory (results.parquet, sweep.json)")
+    rep.add_argument("--out", help="where to write report.md and the plots (default SWEEP_DIR)")
+    rep.add_argument("--x", help="swept field on the x axis (default: the numeric one with the most values)")
+    rep.add_argument("--y", help="second swept field: heatmap rows and line-plot panels (default: the next one)")
+    rep.add_argument("--hue", help="field with one line per value (default: the swept rules/devices/zip axes)")
+    rep.add_argument("--metric", help="final metric to report (default test_acc)")
+    rep.set_defaults(func=_cmd_report)
 
     abl = sub.add_parser("ablate", help="train a spec with each device nonideality switched off in turn")
     abl.add_argument("spec", help="experiment YAML file")

@@ -14,9 +14,10 @@ import numpy as np  # noqa: E402
 from chiploop.experiments.results import Result  # noqa: E402
 
 
-def save(fig, path: str | Path) -> Path:
-    """Lay out ``fig``, write it as a PNG at ``path`` (folders made) and close it."""
-    fig.tight_layout()
+def save(fig, path: str | Path, tight: bool = True) -> Path:
+    """Lay out ``fig`` (``tight``), write it as a PNG at ``path`` (folders made) and close it."""
+    if tight:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -10,10 +10,13 @@ changed sweep adds only the runs that are new. The sweep driver alone writes the
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
+import os
 import random
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -21,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from chiploop.experiments.engine import Executor, SerialExecutor
+from chiploop.experiments.results import write_atomic
 from chiploop.experiments.spec import ExperimentSpec, experiment_from_data, set_override
-from chiploop.specs import SpecError, from_mapping, load_yaml, spec_field
+from chiploop.specs import SpecError, from_mapping, load_yaml, spec_field, to_plain
 
 
 @dataclass(frozen=True)
@@ -103,27 +108,32 @@ def expand(sweep: SweepSpec, source: str = "<sweep>") -> list[ExperimentSpec]:
 class Ledger:
     """One SQLite row per finished run (WAL; only the sweep driver writes)."""
 
+    COLUMNS = ("id", "status", "message", "spec", "final", "wall_s", "versions", "worker", "finished")
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, status TEXT, message TEXT, "
-                        "spec TEXT, final TEXT, wall_s REAL, finished REAL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, status TEXT, message TEXT, spec TEXT, "
+                        "final TEXT, wall_s REAL, versions TEXT, worker TEXT, finished REAL)")
         self.db.commit()
 
     def done_ids(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT id FROM runs")}
 
-    def put(self, run_id: str, spec: dict, status: str, final: Mapping, wall_s: float, message: str = "") -> None:
-        self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, status, message, json.dumps(spec), json.dumps(dict(final)), wall_s, time.time()))
+    def put(self, run_id: str, spec: dict, outcome: Mapping) -> None:
+        """Commit one finished run: ``outcome`` has status, message, final, wall_s, versions, worker."""
+        self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, outcome["status"], outcome.get("message", ""), json.dumps(spec),
+                         json.dumps(dict(outcome.get("final", {}))), outcome.get("wall_s", float("nan")),
+                         json.dumps(outcome.get("versions", {})), outcome.get("worker", ""), time.time()))
         self.db.commit()
 
     def rows(self) -> Iterator[dict]:
-        for run_id, status, message, spec, final, wall_s, _ in self.db.execute("SELECT * FROM runs ORDER BY id"):
-            yield {"id": run_id, "status": status, "message": message, "spec": json.loads(spec),
-                   "final": json.loads(final), "wall_s": wall_s}
+        for values in self.db.execute(f"SELECT {', '.join(self.COLUMNS)} FROM runs ORDER BY id"):
+            row = dict(zip(self.COLUMNS, values))
+            yield {**row, **{k: json.loads(row[k]) for k in ("spec", "final", "versions")}}
 
     def close(self) -> None:
         self.db.close()
@@ -140,46 +150,92 @@ def _lookup(data: Mapping, dotted: str) -> Any:
     return data
 
 
-def run_sweep(sweep: SweepSpec, out_dir: str | Path, source: str = "<sweep>", progress: bool = True) -> dict:
-    """Train every run without a ledger row (serially, in this process); returns counts.
+def run_one(job: tuple[dict, str]) -> dict:
+    """Train one run (in a worker process or in this one) into its run dir; never raises.
 
-    Each finished run is committed to ``out_dir/ledger.sqlite`` before the next starts, so a sweep
-    killed at any point loses only the run in flight, and re-running it does only what is missing.
-    A run that raises is recorded as ``failed`` with its message, and the sweep goes on.
+    Returns status (``ok``, ``diverged`` or ``failed``), message, final metrics (with the
+    diagnostics summary when probed), wall seconds, versions and which worker ran it.
+    """
+    import torch
+
+    from chiploop.experiments.results import versions
+    from chiploop.experiments.train import train
+
+    spec_data, run_dir = job
+    start = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        torch.set_num_threads(1)
+        result = train(experiment_from_data(spec_data), run_dir, progress=False)
+        return {"status": result.status, "final": result.final, "wall_s": result.wall_s,
+                "versions": result.versions, "worker": worker}
+    except Exception as err:  # a crashing run is a result too; the sweep goes on
+        return {"status": "failed", "message": f"{type(err).__name__}: {err}", "final": {},
+                "wall_s": time.perf_counter() - start, "versions": versions(), "worker": worker}
+
+
+def run_sweep(sweep: SweepSpec, out_dir: str | Path, source: str = "<sweep>", progress: bool = True,
+              executor: Executor | None = None) -> dict:
+    """Train every run without a ledger row on ``executor`` (default: serial); returns counts.
+
+    Each finished run is committed to ``out_dir/ledger.sqlite`` as it comes back, so a sweep killed
+    at any point loses only the runs in flight, and re-running it does only what is missing. A run
+    that raises, or that the engine loses, is recorded as ``failed`` with its message; the sweep
+    goes on. ``out_dir/results.parquet`` is exported from the ledger at the end.
     """
     from tqdm import tqdm
-
-    from chiploop.experiments.train import train
 
     out_dir = Path(out_dir)
     specs = expand(sweep, source)
     ledger = Ledger(out_dir / "ledger.sqlite")
     try:
+        write_atomic(out_dir / "sweep.json", json.dumps({"source": source, "swept": swept_keys(sweep),
+                                                          "sweep": to_plain(sweep)}, indent=2) + "\n")
         done = ledger.done_ids()
-        todo = [s for s in specs if s.spec_hash() not in done]
-        for spec in tqdm(todo, desc="sweep", disable=not progress):
-            run_id = spec.spec_hash()
-            start = time.perf_counter()
-            try:
-                result = train(spec, out_dir / "runs" / run_id, progress=False)
-                ledger.put(run_id, spec.to_dict(), result.status, result.final, result.wall_s)
-            except Exception as err:  # a crashing run is a result too; the sweep goes on
-                ledger.put(run_id, spec.to_dict(), "failed", {}, time.perf_counter() - start,
-                           f"{type(err).__name__}: {err}")
-        export_table(ledger, sweep, out_dir / "results.parquet")
+        todo = {s.spec_hash(): s for s in specs if s.spec_hash() not in done}
+        runs_dir = out_dir.resolve() / "runs"  # absolute: workers may run in another directory
+        jobs = [(s.to_dict(), str(runs_dir / run_id)) for run_id, s in todo.items()]
+        if jobs:  # a finished sweep starts no engine; it only re-exports the table
+            with executor or SerialExecutor() as engine, tqdm(total=len(jobs), desc="sweep", disable=not progress) as bar:
+                for (spec_data, run_dir), outcome in engine.imap_unordered(run_one, jobs):
+                    if isinstance(outcome, BaseException):
+                        outcome = {"status": "failed", "message": f"{type(outcome).__name__}: {outcome}"}
+                    ledger.put(Path(run_dir).name, spec_data, outcome)
+                    bar.update()
+        export_table(ledger, sweep, out_dir / "results.parquet", {s.spec_hash() for s in specs})
     finally:
         ledger.close()
     return {"runs": len(specs), "already_done": len(specs) - len(todo), "ran": len(todo)}
 
 
-def export_table(ledger: Ledger, sweep: SweepSpec, path: str | Path):
-    """``results.parquet``: one row per run, every swept field a column, then status and metrics."""
+def label(value: Any) -> Any:
+    """A table cell for a swept value: numbers and strings as they are; a rule as ``name(k=v, ...)``;
+    other mappings and lists as compact JSON."""
+    if isinstance(value, Mapping) and set(value) == {"name", "options"}:
+        options = ", ".join(f"{k}={v}" for k, v in sorted(value["options"].items()))
+        return f"{value['name']}({options})" if options else value["name"]
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def export_table(ledger: Ledger, sweep: SweepSpec, path: str | Path, ids: set[str] | None = None):
+    """``results.parquet`` (atomically): one row per run of the sweep (``ids``; default every ledger
+    row): the device preset, the rule, every swept field a column, then status, message and metrics
+    (a metric named like a swept field, such as the schedule's last ``lr``, becomes ``final_lr``)."""
     import pandas as pd
 
     rows = []
     for row in ledger.rows():
-        rows.append({"id": row["id"], **{k: _lookup(row["spec"], k) for k in swept_keys(sweep)},
-                     "status": row["status"], "message": row["message"], "wall_s": row["wall_s"], **row["final"]})
+        if ids is not None and row["id"] not in ids:
+            continue
+        fixed = {"device": row["spec"]["device"].get("preset") or "custom", "rule": label(row["spec"]["rule"])}
+        swept = {k: label(_lookup(row["spec"], k)) for k in swept_keys(sweep)}
+        final = {f"final_{k}" if k in swept or k in fixed else k: v for k, v in row["final"].items()}
+        rows.append({"id": row["id"], **fixed, **swept, "status": row["status"], "message": row["message"],
+                     **final, "wall_s": row["wall_s"], "worker": row["worker"]})
     frame = pd.DataFrame(rows)
-    frame.to_parquet(path, index=False)
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    write_atomic(path, buf.getvalue())
     return frame

@@ -1,0 +1,109 @@
+"""Where sweep runs execute: one small executor interface, with a serial and a Dask engine.
+
+An executor maps a function over items and yields ``(item, result)`` pairs as runs finish, in any
+order. A task the engine itself lost (a worker process that died three times, a cancelled future)
+comes back as ``(item, exception)`` so the sweep can record it and go on. Another engine (Ray, a
+SLURM array) needs only another class with ``__enter__``, ``__exit__`` and ``imap_unordered``.
+
+Dask was the lightest engine measured that serves both a laptop and a cluster (SWEEP_ENGINES.md):
+a ``LocalCluster`` that chiploop starts and stops (one worker process per core, one thread each),
+or ``Client(address)`` for an existing ``dask scheduler`` with its ``dask worker`` processes.
+Resume is not the engine's job: the sweep's own ledger skips finished runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from chiploop.specs import SpecError
+
+
+class Executor(Protocol):
+    """Runs ``fn`` on each item; yields ``(item, fn(item))`` as each finishes (or the engine's exception)."""
+
+    name: str  # for messages: which engine ran the sweep
+
+    def __enter__(self) -> Executor: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def imap_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]: ...
+
+
+class SerialExecutor:
+    """In this process, one item after another (``--workers 0``: for debugging)."""
+
+    name = "serial"
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def imap_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        for item in items:
+            yield item, fn(item)
+
+
+class DaskExecutor:
+    """A Dask ``LocalCluster`` of ``workers`` single-threaded processes, or an existing cluster at ``scheduler``."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, timeout: float = 30.0):
+        self.workers = workers or os.cpu_count() or 1
+        self.scheduler, self.timeout = scheduler, timeout
+        self.cluster = self.client = None
+        self.name = f"dask {scheduler}" if scheduler else f"dask LocalCluster, {self.workers} workers"
+
+    def __enter__(self) -> DaskExecutor:
+        from distributed import Client, LocalCluster
+
+        if self.scheduler:
+            try:
+                self.client = Client(self.scheduler, timeout=self.timeout)
+            except (OSError, TimeoutError) as err:
+                raise SpecError("--scheduler", self.scheduler,
+                                f"the address of a running dask scheduler, e.g. tcp://HOST:8786 ({err})") from None
+        else:
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR,
+                                        # no dashboard; its HTTP server on a free port, not 8787
+                                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+            self.client = Client(self.cluster)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def imap_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        from distributed import as_completed
+
+        futures = {}
+        for item in items:
+            futures[self.client.submit(fn, item, pure=False)] = item
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as err:  # the engine lost the task (e.g. KilledWorker): a result too
+                result = err
+            future.release()
+            yield futures.pop(future), result
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
+    """``workers=0``: serial in this process; ``None``: one Dask worker per core; N: N local workers;
+    ``scheduler``: the Dask cluster at that address (its own workers)."""
+    if workers is not None and workers < 0:
+        raise SpecError("--workers", workers, "0 (serial) or a positive number of local worker processes")
+    if scheduler is not None:
+        if workers is not None:
+            raise SpecError("--workers", workers, "not with --scheduler (the cluster's workers run the sweep)")
+        if not re.fullmatch(r"(tcp|tls|ucx)://[^/:]+:\d+", scheduler):
+            raise SpecError("--scheduler", scheduler, "a dask scheduler address such as tcp://HOST:8786")
+        return DaskExecutor(scheduler=scheduler)
+    return SerialExecutor() if workers == 0 else DaskExecutor(workers=workers)

@@ -1,0 +1,312 @@
+"""``chiploop report SWEEP_DIR``: a markdown summary and PNG plots of a finished (or partial) sweep.
+
+Runs are grouped into configurations (every swept field but the seed). A configuration's metric is
+the mean over the seeds that finished, with a 95 % confidence interval from Student's t,
+``mean ± t_{0.975, n-1} · s / √n``. Seeds that diverged or failed are counted and shown as such,
+never averaged in as zeros. Plots: the metric against one numeric swept field (a line per hue, a
+CI band over seeds, a panel per value of a further field), and a heatmap over two numeric fields
+(a panel per hue). Axes carry the field names and units from the spec classes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chiploop.experiments.results import write_atomic
+from chiploop.experiments.spec import ExperimentSpec
+from chiploop.specs import SpecError, field_at
+
+MAX_PANELS = 6
+
+
+def axis_label(key: str) -> str:
+    """``device.dw_min [weight units / pulse]``: the field name and its unit, when the spec has one."""
+    f = field_at(ExperimentSpec, key)
+    unit = f.metadata.get("unit") if f is not None else ""
+    return f"{key} [{unit}]" if unit else key
+
+
+def ci95(values: np.ndarray) -> float:
+    """Half-width of the 95 % confidence interval of the mean (Student's t; NaN for one value)."""
+    from scipy.stats import t
+
+    n = len(values)
+    return float(t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+
+
+@dataclass
+class SweepTable:
+    """A sweep's results table and what its columns mean."""
+
+    frame: pd.DataFrame   # one row per run (results.parquet)
+    numeric: list[str]    # swept fields with numeric values on their own axis (grid, random)
+    categorical: list[str]  # swept fields that name configurations (strings, mappings, zip axes)
+    source: str
+
+    @property
+    def fields(self) -> list[str]:
+        return [*self.categorical, *self.numeric]
+
+    def metrics(self) -> list[str]:
+        skip = {"id", "seed", "status", "message", "worker", "wall_s", "hue", *self.fields}
+        return [c for c in self.frame.columns if c not in skip and pd.api.types.is_numeric_dtype(self.frame[c])]
+
+
+def read_sweep(sweep_dir: str | Path) -> SweepTable:
+    """``results.parquet`` and ``sweep.json`` of a sweep directory; the swept fields sorted into kinds."""
+    sweep_dir = Path(sweep_dir)
+    for name in ("results.parquet", "sweep.json"):
+        if not (sweep_dir / name).is_file():
+            raise SpecError("SWEEP_DIR", str(sweep_dir), f"a sweep directory with {name} (written by chiploop sweep)")
+    frame = pd.read_parquet(sweep_dir / "results.parquet")
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    swept = [k for k in meta["swept"] if k != "seed" and k in frame.columns]
+    zipped = set(meta["sweep"].get("zip", {}))
+    numeric = [k for k in swept if k not in zipped and pd.api.types.is_numeric_dtype(frame[k])]
+    categorical = [k for k in swept if k not in numeric]
+    for key in ("device", "rule"):  # always columns; a configuration axis when they vary
+        if key not in categorical and frame[key].nunique() > 1 and not any(k.startswith(key + ".") for k in swept):
+            categorical.insert(0, key)
+    return SweepTable(frame, numeric, categorical, meta.get("source", str(sweep_dir)))
+
+
+def _hue_label(row: pd.Series, keys: list[str]) -> str:
+    parts = []
+    for key in keys:
+        value = row[key]
+        if value is None or value == "null" or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if key in ("device", "rule", "rule.name", "device.preset"):
+            parts.append(str(value))
+        elif isinstance(value, str) and value.startswith("{"):
+            parts.append(key)  # a sub-spec switched on (decorrelation: {...})
+        else:
+            parts.append(f"{key}={value}")
+    return " + ".join(parts) or "all"
+
+
+def configurations(table: SweepTable, metric: str) -> pd.DataFrame:
+    """One row per configuration: its fields, runs, finished seeds, mean and 95 % CI of ``metric``."""
+    frame = table.frame
+    rows = []
+    for key, group in frame.groupby(table.fields, dropna=False, sort=False) if table.fields else [((), frame)]:
+        ok = group[group["status"] == "ok"][metric].dropna().to_numpy(float) if metric in group else np.array([])
+        not_ok = group[group["status"] != "ok"]["status"].value_counts()
+        rows.append({**dict(zip(table.fields, key if isinstance(key, tuple) else (key,))),
+                     "device": group["device"].iloc[0], "hue": group["hue"].iloc[0],
+                     "runs": len(group), "ok": len(ok), "not_ok": ", ".join(f"{n} {s}" for s, n in not_ok.items()),
+                     "mean": ok.mean() if len(ok) else float("nan"), "ci95": ci95(ok) if len(ok) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _better(metric: str) -> bool:
+    """True when larger is better (accuracies, cosines), False for losses, gaps and times."""
+    return any(word in metric for word in ("acc", "cos"))
+
+
+def _cell(row: pd.Series) -> str:
+    if row["ok"] == 0:
+        return f"**{row['not_ok'].split(' ', 1)[1] if row['not_ok'] else 'no runs'}** (no seed finished)"
+    text = f"{row['mean']:.4f}" + (f" ± {row['ci95']:.4f}" if not math.isnan(row["ci95"]) else "")
+    return text + (f" ({row['not_ok']})" if row["not_ok"] else "")
+
+
+def _value(value) -> str:
+    """A swept value in a markdown cell: ``-`` for none, numbers as ``%g``."""
+    if value is None or value == "null" or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return _tick(value)
+
+
+def _markdown_table(configs: pd.DataFrame, fields: list[str], metric: str) -> list[str]:
+    head = ["device", *[f for f in fields if f != "device"]]
+    lines = ["| " + " | ".join([*head, f"{metric} (mean ± 95 % CI)", "seeds ok"]) + " |",
+             "|" + "---|" * (len(head) + 2)]
+    for _, row in configs.iterrows():
+        lines.append("| " + " | ".join([*(_value(row[f]) for f in head), _cell(row), f"{row['ok']}/{row['runs']}"])
+                     + " |")
+    return lines
+
+
+@dataclass
+class Figure:
+    path: Path
+    xlabel: str
+    ylabel: str
+    title: str
+
+
+def _choose(table: SweepTable, x: str | None, y: str | None, hue: str | None, metric: str | None
+            ) -> tuple[str | None, str | None, list[str], str]:
+    """The plot axes: the user's, else the numeric swept fields with the most values, hue = the categorical ones."""
+    allowed = {"--x": table.fields, "--y": table.fields, "--hue": [*table.fields, "device", "rule"],
+               "--metric": table.metrics()}
+    for flag, value in (("--x", x), ("--y", y), ("--hue", hue), ("--metric", metric)):
+        if value is not None and value not in allowed[flag]:
+            raise SpecError(flag, value, "one of " + ", ".join(dict.fromkeys(allowed[flag])), source=table.source)
+    metric = metric or ("test_acc" if "test_acc" in allowed["--metric"] else (table.metrics() or [None])[0])
+    if metric is None:
+        raise SpecError("--metric", None, "a sweep with at least one finished run", source=table.source)
+    ranked = sorted(table.numeric, key=lambda k: -table.frame[k].nunique())
+    ranked = [k for k in ranked if table.frame[k].nunique() > 1]
+    x = x or (ranked[0] if ranked else None)
+    y = y or next((k for k in ranked if k != x), None)
+    varied = [k for k in table.categorical if table.frame[k].nunique(dropna=False) > 1 and k not in (x, y)]
+    hues = [hue] if hue else varied
+    return x, y, hues, metric
+
+
+def _numeric_axis(ax, values: np.ndarray) -> None:
+    """Log scale when positive values span a factor of 20 or more; ticks at the swept values when few."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    positive = values[values > 0]
+    if len(positive) == len(values) and len(values) > 1 and positive.max() / positive.min() >= 20:
+        ax.set_xscale("log")
+    distinct = np.unique(values)
+    if len(distinct) <= 8:
+        ax.set_xticks(distinct)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=7)
+
+
+def line_plot(configs: pd.DataFrame, x: str, metric: str, panel: str | None, path: Path) -> Figure:
+    """``metric`` against ``x``: a line per hue with its 95 % CI band; one panel per value of ``panel``.
+
+    Other swept fields are averaged over (their configurations' means). A point whose
+    configurations have no finished seed is marked with a red x on the axis, not drawn as zero.
+    Bands of accuracies and cosines are clipped to the metric's range.
+    """
+    from chiploop.experiments.plots import plt, save
+
+    panels = sorted(configs[panel].unique()) if panel else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.0, 4.2), sharey=True, squeeze=False,
+                             layout="constrained")
+    xlabel, ylabel = axis_label(x), f"{metric} (mean ± 95 % CI over seeds)"
+    low, high = (0.0 if "acc" in metric else -1.0, 1.0) if _better(metric) else (-np.inf, np.inf)
+    for ax, value in zip(axes[0], panels):
+        part = configs if panel is None else configs[configs[panel] == value]
+        for hue, group in part.groupby("hue", sort=True):
+            stats = group.groupby(x).agg(mean=("mean", "mean"), ci95=("ci95", "mean"), ok=("ok", "sum")).sort_index()
+            xs = stats.index.to_numpy(float)
+            line, = ax.plot(xs, stats["mean"], marker="o", label=hue)
+            band = stats["ci95"].fillna(0.0)
+            ax.fill_between(xs, np.clip(stats["mean"] - band, low, high), np.clip(stats["mean"] + band, low, high),
+                            alpha=0.15, color=line.get_color())
+            failed = xs[stats["ok"].to_numpy() == 0]
+            if len(failed):
+                ax.plot(failed, np.zeros_like(failed), "x", color="red", ms=9, mew=2, clip_on=False,
+                        transform=ax.get_xaxis_transform(), label=f"{hue}: no seed finished")
+        _numeric_axis(ax, configs[x].to_numpy(float))
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"{axis_label(panel)} = {value}" if panel else "", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            if text not in labels:
+                handles.append(handle)
+                labels.append(text)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8)
+    title = f"{metric} vs {x}"
+    fig.suptitle(title, fontsize=10)
+    return Figure(save(fig, path, tight=False), xlabel, ylabel, title)
+
+
+def _tick(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)
+
+
+def heatmap(configs: pd.DataFrame, x: str, y: str, metric: str, path: Path) -> Figure:
+    """Mean ``metric`` over two numeric fields, one panel per hue; cells with no finished seed say so."""
+    from chiploop.experiments.plots import plt, save
+
+    hues = sorted(configs["hue"].unique())
+    fig, axes = plt.subplots(1, len(hues), figsize=(3.8 * len(hues) + 1.5, 3.8), squeeze=False,
+                             layout="constrained")
+    finite = configs["mean"].dropna()
+    vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+    xs, ys = sorted(configs[x].unique()), sorted(configs[y].unique())
+    xlabel, ylabel = axis_label(x), axis_label(y)
+    image = None
+    for ax, hue in zip(axes[0], hues):
+        part = configs[configs["hue"] == hue]
+        grid = part.groupby([y, x]).agg(mean=("mean", "mean"), ok=("ok", "sum"))
+        values = np.full((len(ys), len(xs)), np.nan)
+        for (yv, xv), row in grid.iterrows():
+            values[ys.index(yv), xs.index(xv)] = row["mean"] if row["ok"] else np.nan
+        image = ax.imshow(values, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="viridis")
+        for i, j in np.ndindex(values.shape):
+            if (ys[i], xs[j]) not in grid.index:
+                continue
+            text = "failed" if math.isnan(values[i, j]) else f"{values[i, j]:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="red" if text == "failed" else ("white" if values[i, j] < (vmin + vmax) / 2 else "black"))
+        ax.set_xticks(range(len(xs)), [_tick(v) for v in xs], fontsize=7)
+        ax.set_yticks(range(len(ys)), [_tick(v) for v in ys], fontsize=7)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(hue, fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), label=f"{metric} (mean over seeds)")
+    title = f"{metric} over {x} and {y}"
+    fig.suptitle(title, fontsize=10)
+    return Figure(save(fig, path, tight=False), xlabel, ylabel, title)
+
+
+def report(sweep_dir: str | Path, out_dir: str | Path | None = None, x: str | None = None, y: str | None = None,
+           hue: str | None = None, metric: str | None = None) -> tuple[Path, list[Figure]]:
+    """Write ``report.md`` and the PNG plots for the sweep in ``sweep_dir`` (into ``out_dir``, default the same)."""
+    table = read_sweep(sweep_dir)
+    out_dir = Path(out_dir or sweep_dir)
+    x, y, hues, metric = _choose(table, x, y, hue, metric)
+    table.frame["hue"] = table.frame.apply(_hue_label, axis=1, keys=hues) if hues else "all"
+    configs = configurations(table, metric)
+    order = configs.sort_values("mean", ascending=not _better(metric), na_position="last")
+    finished = order[order["ok"] > 0]
+    best = finished.groupby("device", sort=False).head(1)
+    best_each = finished.groupby(["device", "hue"], sort=False).head(1)
+    counts = table.frame["status"].value_counts()
+
+    figures = []
+    if x is not None:
+        panel = y if y is not None and configs[y].nunique() <= MAX_PANELS else None
+        figures.append(line_plot(configs, x, metric, panel, out_dir / f"{metric}_vs_{x}.png"))
+        if y is not None:
+            figures.append(heatmap(configs, x, y, metric, out_dir / f"{metric}_heatmap_{x}_{y}.png"))
+
+    better = "higher" if _better(metric) else "lower"
+    lines = [f"# Sweep report: {table.source}", "",
+             f"{len(table.frame)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
+             f"{len(configs)} configurations; {metric} is the mean over the seeds that finished ± the 95 % "
+             f"confidence interval (Student's t); {better} is better. Runs that diverged or failed are counted "
+             "as such, never as zeros.", "",
+             "## Best configuration per device", "", *_markdown_table(best, table.fields, metric), ""]
+    if len(best_each) > len(best):
+        lines += [f"## Best configuration per device and {' + '.join(hues)}", "",
+                  *_markdown_table(best_each, table.fields, metric), ""]
+    lines += ["## Every configuration", "", *_markdown_table(order, table.fields, metric), ""]
+    broken = table.frame[table.frame["status"] != "ok"]
+    if len(broken):
+        lines += ["## Runs that did not finish", "",
+                  "| id | " + " | ".join(table.fields) + " | seed | status | message |",
+                  "|" + "---|" * (len(table.fields) + 4)]
+        for _, row in broken.iterrows():
+            message = str(row["message"] or "").replace("|", "/").replace("\n", " ")[:160]
+            lines.append(f"| {row['id']} | " + " | ".join(_value(row[f]) for f in table.fields)
+                         + f" | {row['seed']} | {row['status']} | {message} |")
+        lines.append("")
+    if figures:
+        lines += ["## Figures", ""]
+        for fig in figures:
+            lines += [f"![{fig.title}]({fig.path.name})", "", f"x: {fig.xlabel}; y: {fig.ylabel}.", ""]
+    path = out_dir / "report.md"
+    write_atomic(path, "\n".join(lines))
+    return path, figures

@@ -1,0 +1,93 @@
+"""`chiploop report`: best configuration per device with a 95 % CI over seeds, failed runs shown as
+failed (never as zeros), and PNG plots whose axes carry the field names and units."""
+
+import numpy as np
+import pytest
+from scipy.stats import t
+
+from chiploop.experiments.cli import main
+from chiploop.experiments.report import ci95, read_sweep, report
+from chiploop.experiments.sweep import expand, load_sweep, run_sweep
+
+SWEEP = """
+base: {device: ideal, epochs: 2, model: {sizes: [64, 16, 10]}}
+zip:
+  rule: [backprop, feedback_alignment]
+  decorrelation: [null, {}]
+grid:
+  lr: [0.1, 0.5, 1000.0]
+  batch_size: [16, 32]
+seeds: [0, 1, 2]
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """A finished sweep in which lr 1000 diverges and one run crashes (its run dir is a file)."""
+    out = tmp_path_factory.mktemp("sweep")
+    path = out / "sweep.yaml"
+    path.write_text(SWEEP)
+    crashed = next(s for s in expand(load_sweep(path)) if s.lr == 0.5 and s.batch_size == 16 and s.seed == 1
+                   and s.rule.name == "backprop")
+    (out / "runs").mkdir()
+    (out / "runs" / crashed.spec_hash()).write_text("not a directory\n")
+    run_sweep(load_sweep(path), out, str(path), progress=False)
+    return out
+
+
+def test_the_ci_is_students_t_over_seeds():
+    values = np.array([0.90, 0.92, 0.97])
+    assert ci95(values) == pytest.approx(t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3))
+    assert np.isnan(ci95(np.array([0.9])))
+
+
+def test_report_shows_best_configurations_and_failed_runs_as_failed(sweep_dir):
+    path, figures = report(sweep_dir)
+    text = path.read_text()
+    best = text.split("## Best configuration per device")[1].split("##")[0]
+    assert "| ideal |" in best and best.count("| ideal |") == 1  # one device, one best row
+
+    table = read_sweep(sweep_dir).frame
+    ok = table[(table["status"] == "ok") & (table["lr"] == 0.5) & (table["batch_size"] == 32)
+               & (table["rule"] == "feedback_alignment")]["test_acc"]
+    assert len(ok) == 3 and f"{ok.mean():.4f} ± {ci95(ok.to_numpy()):.4f}" in text
+
+    assert (table["status"] == "diverged").sum() == 12 and (table["status"] == "failed").sum() == 1
+    every = text.split("## Every configuration")[1].split("##")[0]
+    diverged_rows = [line for line in every.splitlines() if "| 1000 |" in line]
+    assert len(diverged_rows) == 4 and all("**diverged** (no seed finished)" in r and "| 0/3 |" in r
+                                           for r in diverged_rows)
+    assert "(1 failed)" in every and "| 2/3 |" in every  # the crashed seed is counted, not averaged in
+    failed = text.split("## Runs that did not finish")[1]
+    assert "| failed | " in failed and "Error" in failed
+
+    assert [f.path.name for f in figures] == ["test_acc_vs_lr.png", "test_acc_heatmap_lr_batch_size.png"]
+    for fig in figures:
+        assert fig.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert fig.path.name in text
+    assert figures[0].xlabel == "lr" and figures[1].ylabel == "batch_size [samples]"
+
+
+def test_report_axes_follow_the_flags_and_carry_units(sweep_dir, tmp_path):
+    _, figures = report(sweep_dir, tmp_path, x="batch_size", y="lr", metric="test_loss")
+    assert [f.path.name for f in figures] == ["test_loss_vs_batch_size.png", "test_loss_heatmap_batch_size_lr.png"]
+    assert figures[0].xlabel == "batch_size [samples]" and figures[0].ylabel.startswith("test_loss")
+    assert (tmp_path / "report.md").is_file()
+
+
+@pytest.mark.parametrize("flag, value", [("--x", "device.dw_min"), ("--metric", "accuracy"), ("--hue", "seed")])
+def test_bad_report_options_exit_2_with_one_line(sweep_dir, tmp_path, capsys, flag, value):
+    assert main(["report", str(sweep_dir), "--out", str(tmp_path), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and flag in err and value in err
+
+
+def test_report_of_a_directory_that_is_not_a_sweep_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.parquet" in capsys.readouterr().err
+
+
+def test_cli_report_prints_the_summary(sweep_dir, tmp_path, capsys):
+    assert main(["report", str(sweep_dir), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Best configuration per device" in out and f"wrote {tmp_path / 'report.md'}" in out

@@ -1,0 +1,188 @@
+"""Sweeps on real engines: a Dask LocalCluster, a loopback `dask scheduler` with two `dask worker`
+processes, a driver killed with SIGKILL and resumed, and a run that crashes."""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from chiploop.experiments.engine import DaskExecutor, make_executor
+from chiploop.experiments.sweep import expand, load_sweep, run_sweep
+from chiploop.specs import SpecError
+
+SMALL = "base: {device: ideal, epochs: 2, model: {sizes: [64, 16, 10]}}\ngrid: {lr: [0.1, 0.5]}\nseeds: [0, 1]\n"
+METRICS = ["train_loss", "test_loss", "test_acc"]
+
+
+def _table(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out / "results.parquet").set_index("id").sort_index()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids of every live descendant of ``pid`` (read from /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _ledger_rows(path: Path) -> dict[str, float]:
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT id, finished FROM runs"))
+    except sqlite3.OperationalError:  # the driver has not made the table yet
+        return {}
+    finally:
+        db.close()
+
+
+def test_a_local_dask_cluster_gives_the_serial_results_on_the_ideal_chip(spec_file, tmp_path):
+    sweep = load_sweep(spec_file(SMALL))
+    run_sweep(sweep, tmp_path / "serial", progress=False)
+    counts = run_sweep(sweep, tmp_path / "dask", progress=False, executor=DaskExecutor(workers=2))
+    assert counts == {"runs": 4, "already_done": 0, "ran": 4}
+    serial, dask = _table(tmp_path / "serial"), _table(tmp_path / "dask")
+    assert list(serial.index) == list(dask.index) and (dask["status"] == "ok").all()
+    pd.testing.assert_frame_equal(serial[METRICS], dask[METRICS], atol=1e-6, rtol=0)
+    assert dask["worker"].nunique() == 2  # both worker processes ran runs
+    assert serial["worker"].nunique() == 1 and serial["worker"].iloc[0].endswith(f":{os.getpid()}")
+
+
+def test_a_crashing_run_is_recorded_as_failed_and_the_sweep_goes_on(spec_file, tmp_path):
+    path = spec_file(SMALL)
+    first = expand(load_sweep(path))[0].spec_hash()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / first).write_text("a file where the run directory should be\n")  # writing it raises
+    assert run_sweep(load_sweep(path), tmp_path, progress=False)["ran"] == 4
+    table = _table(tmp_path)
+    assert table.loc[first, "status"] == "failed" and "Error" in table.loc[first, "message"]
+    assert pd.isna(table.loc[first, "test_acc"])  # no metrics, not zeros
+    assert (table.drop(first)["status"] == "ok").all()
+
+
+@pytest.mark.parametrize("workers, scheduler, field", [
+    (-1, None, "--workers"), (None, "localhost:8786", "--scheduler"), (2, "tcp://127.0.0.1:8786", "--workers")])
+def test_bad_engine_options_raise_one_clear_error(workers, scheduler, field):
+    with pytest.raises(SpecError) as info:
+        make_executor(workers, scheduler)
+    assert info.value.field == field
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(spec_file, tmp_path):
+    executor = DaskExecutor(scheduler=f"tcp://127.0.0.1:{_free_port()}", timeout=2)
+    with pytest.raises(SpecError) as info:
+        run_sweep(load_sweep(spec_file(SMALL)), tmp_path, progress=False, executor=executor)
+    assert info.value.field == "--scheduler"
+
+
+def test_a_sweep_killed_with_sigkill_resumes_without_losing_or_repeating_runs(spec_file, tmp_path):
+    path = spec_file("base: {device: constant-step, epochs: 6, model: {sizes: [64, 32, 10]}}\n"
+                     "grid: {lr: [0.1, 0.2, 0.3, 0.5]}\nseeds: [0, 1, 2]\n")
+    out = tmp_path / "sweep"
+    driver = subprocess.Popen([sys.executable, "-m", "chiploop.experiments.cli", "sweep", str(path), "--out", str(out),
+                               "--workers", "2", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while len(_ledger_rows(out / "ledger.sqlite")) < 3 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        workers = _children(driver.pid)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    finally:
+        driver.kill()
+    before = _ledger_rows(out / "ledger.sqlite")
+    assert 3 <= len(before) < 12, "the kill came after some, not all, runs had finished"
+    assert workers, "the driver had started worker processes"
+    deadline = time.monotonic() + 60
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _alive(workers)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"worker processes left behind after the driver was killed: {sorted(left)}"
+
+    counts = run_sweep(load_sweep(path), out, progress=False, executor=DaskExecutor(workers=2))
+    after = _ledger_rows(out / "ledger.sqlite")
+    assert counts == {"runs": 12, "already_done": len(before), "ran": 12 - len(before)}
+    assert len(after) == 12 and {k: after[k] for k in before} == before  # finished runs were not re-run
+    table = _table(out)
+    assert len(table) == 12 and table.index.is_unique and (table["status"] == "ok").all()
+
+
+@pytest.fixture
+def loopback_cluster(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1, stopped by process id."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).parent / "dask")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": tmp_path}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              **quiet)]
+    procs += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
+                                "--no-dashboard"], **quiet) for _ in range(2)]
+    try:
+        from distributed import Client
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        everything = set().union(*(_children(p.pid) | {p.pid} for p in procs))
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid in _alive(everything):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_sweep_on_a_loopback_dask_cluster_matches_the_local_default(spec_file, tmp_path, loopback_cluster, capsys):
+    from chiploop.experiments.cli import main
+    path = spec_file(SMALL)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "local"), "--quiet", "--workers", "2"]) == 0
+    assert main(["sweep", str(path), "--out", str(tmp_path / "cluster"), "--quiet",
+                 "--scheduler", loopback_cluster]) == 0
+    assert f"ran on dask {loopback_cluster}" in capsys.readouterr().out
+    local, cluster = _table(tmp_path / "local"), _table(tmp_path / "cluster")
+    assert list(local.index) == list(cluster.index) and (cluster["status"] == "ok").all()
+    pd.testing.assert_frame_equal(local[METRICS], cluster[METRICS], atol=1e-6, rtol=0)
+    assert cluster["worker"].nunique() == 2
