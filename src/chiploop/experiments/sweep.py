@@ -196,7 +196,8 @@ def run_sweep(sweep: SweepSpec, out_dir: str | Path, source: str = "<sweep>", pr
         runs_dir = out_dir.resolve() / "runs"  # absolute: workers may run in another directory
         jobs = [(s.to_dict(), str(runs_dir / run_id)) for run_id, s in todo.items()]
         if jobs:  # a finished sweep starts no engine; it only re-exports the table
-            with executor or SerialExecutor() as engine, tqdm(total=len(jobs), desc="sweep", disable=not progress) as bar:
+            bar = tqdm(total=len(jobs), desc="sweep", disable=not progress)
+            with executor or SerialExecutor() as engine, bar:
                 for (spec_data, run_dir), outcome in engine.imap_unordered(run_one, jobs):
                     if isinstance(outcome, BaseException):
                         outcome = {"status": "failed", "message": f"{type(outcome).__name__}: {outcome}"}
