@@ -1,6 +1,8 @@
 """`chiploop report`: best configuration per device with a 95 % CI over seeds, failed runs shown as
 failed (never as zeros), and PNG plots whose axes carry the field names and units."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.stats import t
@@ -91,3 +93,20 @@ def test_cli_report_prints_the_summary(sweep_dir, tmp_path, capsys):
     assert main(["report", str(sweep_dir), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Best configuration per device" in out and f"wrote {tmp_path / 'report.md'}" in out
+
+
+def test_report_on_the_shipped_example_labels_axes_with_fields_and_units(tmp_path):
+    """The shipped sweep, cut to 1 epoch and 1 seed: it expands, runs, and its plots carry units."""
+    from dataclasses import replace
+
+    from chiploop.experiments.sweep import SweepSpec
+
+    path = Path(__file__).parent.parent / "experiments" / "sweep_soft_bounds.yaml"
+    shipped = load_sweep(path)
+    assert len(expand(shipped)) == 180
+    quick: SweepSpec = replace(shipped, base={**shipped.base, "epochs": 1}, seeds=(0,))
+    run_sweep(quick, tmp_path, str(path), progress=False)
+    _, figures = report(tmp_path)
+    assert [(f.xlabel, f.ylabel) for f in figures] == [
+        ("device.dw_min [weight units / pulse]", "test_acc (mean ± 95 % CI over seeds)"),
+        ("device.dw_min [weight units / pulse]", "device.write_noise_std [dw_min]")]
