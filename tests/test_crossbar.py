@@ -4,7 +4,7 @@ are right on average and noisy per draw; clones copy every bit of device state."
 import pytest
 import torch
 
-from chiploop.devices import load_device
+from chiploop.devices import load_device, preset_names
 from chiploop.emulator import AnalogCrossbar, Crossbar, IdealCrossbar
 
 
@@ -111,12 +111,39 @@ def test_clone_copies_weights_and_all_hidden_state_exactly(preset):
     xb.program(torch.randn(5, 8, generator=gen) * 0.1)
     for _ in range(3):  # move hidden and transfer state away from its initial values
         xb.update(torch.rand(4, 8, generator=gen), torch.randn(4, 5, generator=gen) * 0.1, 0.1)
-    original, copy = device_state(xb), device_state(xb.clone())
-    assert len(original) == len(copy)
-    for a, b in zip(original, copy):
+    _assert_same_state(xb, xb.clone())
+
+
+def _assert_same_state(xb: AnalogCrossbar, other: AnalogCrossbar) -> None:
+    for a, b in zip(device_state(xb), device_state(other), strict=True):
         assert a.keys() == b.keys()
         differing = [k for k in a if not _equal(a[k], b[k])]
         assert not differing, differing
+
+
+NO_WRITE_NOISE = [p for p in preset_names() if p != "ideal" and load_device(p).write_noise_std == 0]
+
+
+@pytest.mark.parametrize("device", [*NO_WRITE_NOISE, {"preset": "constant-step", "tile_size": 4},
+                                    "reram-sb", "reram-sb-tt", {"preset": "reram-sb-tt", "write_noise_std": 0.0},
+                                    {"preset": "reram-sb-mp", "write_noise_std": 0.0},
+                                    {"preset": "reram-sb-agad", "write_noise_std": 0.0}])
+def test_restore_puts_a_clone_back_into_the_exact_state_of_its_source(device):
+    gen = torch.Generator().manual_seed(5)
+    xb = AnalogCrossbar.create(load_device(device), 5, 8)
+    xb.program(torch.randn(5, 8, generator=gen) * 0.1)
+    step = lambda c: c.update(torch.rand(4, 8, generator=gen), torch.randn(4, 5, generator=gen) * 0.1, 0.1)  # noqa
+    for _ in range(3):
+        step(xb)
+    c = xb.clone()
+    for _ in range(2):  # update the clone, then restore it: twice, as the update probe does
+        step(c)
+        c.restore(xb)
+        _assert_same_state(c, xb)
+    before = device_state(xb)
+    step(c)
+    assert all(_equal(a[k], b[k]) for a, b in zip(before, device_state(xb)) for k in a)  # source untouched
+    assert any(not _equal(a[k], b[k]) for a, b in zip(before, device_state(c)) for k in a)  # clone moved
 
 
 def test_plain_deepcopy_is_not_exact_for_write_noise_devices():

@@ -36,6 +36,20 @@ def clone_tile(tile):
     return c
 
 
+def restore_tile(tile, source) -> None:
+    """Set ``tile``'s C++ device state to ``source``'s, in place (``tile`` a clone of ``source``'s).
+
+    The visible weights, then the hidden parameters (bounds, per-device step sizes), then the extra
+    state: about 0.1 ms for a 64x64 tile against 0.6 ms for :func:`clone_tile`. Exact only for
+    single devices without write noise: with write noise ``set_weights`` draws fresh noise on the
+    visible weights, and on compound devices (mixed precision, AGAD) the hidden arrays do not come
+    back exactly. tests/test_crossbar.py checks every preset.
+    """
+    tile.tile.set_weights(source.tile.get_weights())
+    tile.tile.set_hidden_parameters(source.tile.get_hidden_parameters())
+    tile.tile.load_extra(source.tile.dump_extra(), True)
+
+
 def _blocks(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
@@ -131,6 +145,22 @@ class AnalogCrossbar(TileGrid):
 
     def clone(self) -> AnalogCrossbar:
         return AnalogCrossbar(self.spec, self.shape, [[clone_tile(t) for t in row] for row in self.tiles], self.lr)
+
+    def restore(self, source: AnalogCrossbar) -> None:
+        """In place where that is exact (single devices without write noise), else by cloning
+        ``source``'s tiles afresh (write noise; compound devices, whose hidden arrays ``set_weights``
+        rewrites)."""
+        if self.spec.write_noise_std == 0 and self.spec.algorithm in ("float", "sgd"):
+            for row, source_row in zip(self.tiles, source.tiles):
+                for t, s in zip(row, source_row):
+                    restore_tile(t, s)
+            if source.lr is not None and self.lr != source.lr:
+                for row in self.tiles:
+                    for t in row:
+                        t.set_learning_rate(source.lr)
+        else:
+            self.tiles = [[clone_tile(t) for t in row] for row in source.tiles]
+        self.lr = source.lr
 
     def post_update_step(self) -> None:
         for row in self.tiles:

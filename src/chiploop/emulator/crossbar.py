@@ -40,6 +40,10 @@ class Crossbar(Protocol):
     def clone(self) -> Crossbar:
         """An exact, independent copy of the crossbar with all of its device state."""
 
+    def restore(self, source: Crossbar) -> None:
+        """Make this crossbar's complete state exactly ``source``'s again (``source`` is the crossbar
+        it was cloned from, or a clone of that), in place: cheaper than a new clone where possible."""
+
     def post_update_step(self) -> None:
         """Per-mini-batch device dynamics (decay, diffusion) after an update."""
 

@@ -44,6 +44,9 @@ class IdealCrossbar:
     def clone(self) -> IdealCrossbar:
         return IdealCrossbar(self.W.clone())
 
+    def restore(self, source: IdealCrossbar) -> None:
+        self.W.copy_(source.W)  # keeps this crossbar's dtype
+
     def post_update_step(self) -> None:
         pass
 

@@ -64,6 +64,9 @@ class InferenceCrossbar(TileGrid):
     def clone(self) -> InferenceCrossbar:
         raise NotImplementedError("program a new inference crossbar instead")
 
+    def restore(self, source: InferenceCrossbar) -> None:
+        raise NotImplementedError("program a new inference crossbar instead")
+
     def post_update_step(self) -> None:
         pass
 

@@ -63,6 +63,14 @@ def exact_copy(model: MLP, dtype: torch.dtype) -> MLP:
                Chip(crossbars, {k: b.to(dtype, copy=True) for k, b in model.chip.biases.items()}, model.chip.factory))
 
 
+def reset_copy(chip: MLP, model: MLP) -> None:
+    """Put ``chip``, an :func:`exact_copy` of ``model``, back into ``model``'s exact state, in place."""
+    for name, xb in chip.chip.crossbars.items():
+        xb.restore(model.chip.crossbars[name])
+    for name, b in chip.chip.biases.items():
+        b.copy_(model.chip.biases[name])
+
+
 def _cast(batch, dtype: torch.dtype):
     x, y = batch
     return x.to(dtype), (y.to(dtype) if y.is_floating_point() else y)
@@ -86,11 +94,14 @@ def probe(model: MLP, rule: LearningRule, state: Any, batch, loss: Loss, lr: flo
         batch = _cast(batch, dtype)
         state = copy.deepcopy(state)
         before = {name: model.chip.crossbars[name].weights().double() for name in g}  # every clone starts here
-        rule_ideal = None
+        rule_ideal = chip = None
         for _ in range(repeats):  # the same draw of the rule on the shadow and on the chip
             if rule_ideal is None or not getattr(rule, "deterministic", False):
                 rule_ideal, _ = _estimates(shadow(model, dtype), rule, copy.deepcopy(state), batch, loss)
-            chip = exact_copy(model, dtype)
+            if chip is None:
+                chip = exact_copy(model, dtype)
+            else:  # every repeat starts from the chip's state (fresh device noise: the RNG runs on)
+                reset_copy(chip, model)
             _, trace = chip.forward(batch[0])
             signals, state = rule.signals(chip, trace, batch, loss, state)
             chip.apply(signals, lr)
