@@ -57,7 +57,7 @@ def test_report_shows_best_configurations_and_failed_runs_as_failed(sweep_dir):
     assert (table["status"] == "diverged").sum() == 12 and (table["status"] == "failed").sum() == 1
     every = text.split("## Every configuration")[1].split("##")[0]
     diverged_rows = [line for line in every.splitlines() if "| 1000 |" in line]
-    assert len(diverged_rows) == 4 and all("**diverged** (no seed finished)" in r and "| 0/3 |" in r
+    assert len(diverged_rows) == 4 and all("**3 diverged** (no seed finished)" in r and "| 0/3 |" in r
                                            for r in diverged_rows)
     assert "(1 failed)" in every and "| 2/3 |" in every  # the crashed seed is counted, not averaged in
     failed = text.split("## Runs that did not finish")[1]
@@ -77,7 +77,8 @@ def test_report_axes_follow_the_flags_and_carry_units(sweep_dir, tmp_path):
     assert (tmp_path / "report.md").is_file()
 
 
-@pytest.mark.parametrize("flag, value", [("--x", "device.dw_min"), ("--metric", "accuracy"), ("--hue", "seed")])
+@pytest.mark.parametrize("flag, value", [("--x", "device.dw_min"), ("--x", "rule"), ("--metric", "accuracy"),
+                                         ("--hue", "seed")])
 def test_bad_report_options_exit_2_with_one_line(sweep_dir, tmp_path, capsys, flag, value):
     assert main(["report", str(sweep_dir), "--out", str(tmp_path), flag, value]) == 2
     err = capsys.readouterr().err

@@ -112,7 +112,7 @@ def _better(metric: str) -> bool:
 
 def _cell(row: pd.Series) -> str:
     if row["ok"] == 0:
-        return f"**{row['not_ok'].split(' ', 1)[1] if row['not_ok'] else 'no runs'}** (no seed finished)"
+        return f"**{row['not_ok'] or 'no runs'}** (no seed finished)"
     text = f"{row['mean']:.4f}" + (f" ± {row['ci95']:.4f}" if not math.isnan(row["ci95"]) else "")
     return text + (f" ({row['not_ok']})" if row["not_ok"] else "")
 
@@ -145,7 +145,7 @@ class Figure:
 def _choose(table: SweepTable, x: str | None, y: str | None, hue: str | None, metric: str | None
             ) -> tuple[str | None, str | None, list[str], str]:
     """The plot axes: the user's, else the numeric swept fields with the most values, hue = the categorical ones."""
-    allowed = {"--x": table.fields, "--y": table.fields, "--hue": [*table.fields, "device", "rule"],
+    allowed = {"--x": table.numeric, "--y": table.fields, "--hue": [*table.fields, "device", "rule"],
                "--metric": table.metrics()}
     for flag, value in (("--x", x), ("--y", y), ("--hue", hue), ("--metric", metric)):
         if value is not None and value not in allowed[flag]:
