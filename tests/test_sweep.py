@@ -98,3 +98,12 @@ def test_sweeping_a_field_of_a_preset_keeps_the_preset(spec_file):
                                         "grid: {device.write_noise_std: [0.0, 14.0], rule.name: [backprop]}\n")))
     assert [s.device.write_noise_std for s in specs] == [0.0, 14.0]
     assert all(s.device.preset == "reram-sb" and s.device.response == "soft_bounds" for s in specs)
+
+
+def test_a_swept_device_or_rule_is_named_in_the_table(spec_file, tmp_path):
+    path = spec_file("base: {epochs: 1}\ngrid: {device: [ideal, constant-step]}\n"
+                     "zip: {rule: [backprop, {name: node_perturbation, options: {variant: anp}}], lr: [0.3, 1.0]}\n")
+    run_sweep(load_sweep(path), tmp_path, progress=False)
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    assert sorted(table["device"]) == ["constant-step", "constant-step", "ideal", "ideal"]
+    assert sorted(set(table["rule"])) == ["backprop", "node_perturbation(variant=anp)"]

@@ -222,8 +222,9 @@ def label(value: Any) -> Any:
 
 def export_table(ledger: Ledger, sweep: SweepSpec, path: str | Path, ids: set[str] | None = None):
     """``results.parquet`` (atomically): one row per run of the sweep (``ids``; default every ledger
-    row): the device preset, the rule, every swept field a column, then status, message and metrics
-    (a metric named like a swept field, such as the schedule's last ``lr``, becomes ``final_lr``)."""
+    row): the device preset and the rule by name (also when they are swept), every swept field a
+    column, then status, message and metrics (a metric named like a swept field, such as the
+    schedule's last ``lr``, becomes ``final_lr``)."""
     import pandas as pd
 
     rows = []
@@ -231,7 +232,7 @@ def export_table(ledger: Ledger, sweep: SweepSpec, path: str | Path, ids: set[st
         if ids is not None and row["id"] not in ids:
             continue
         fixed = {"device": row["spec"]["device"].get("preset") or "custom", "rule": label(row["spec"]["rule"])}
-        swept = {k: label(_lookup(row["spec"], k)) for k in swept_keys(sweep)}
+        swept = {k: fixed[k] if k in fixed else label(_lookup(row["spec"], k)) for k in swept_keys(sweep)}
         final = {f"final_{k}" if k in swept or k in fixed else k: v for k, v in row["final"].items()}
         rows.append({"id": row["id"], **fixed, **swept, "status": row["status"], "message": row["message"],
                      **final, "wall_s": row["wall_s"], "worker": row["worker"]})
