@@ -76,11 +76,16 @@ def read_sweep(sweep_dir: str | Path) -> SweepTable:
     return SweepTable(frame, numeric, categorical, meta.get("source", str(sweep_dir)))
 
 
+def _missing(value) -> bool:
+    """A swept value that is not set: None (a sub-spec switched off), ``null`` or NaN."""
+    return value is None or value == "null" or (isinstance(value, float) and math.isnan(value))
+
+
 def _hue_label(row: pd.Series, keys: list[str]) -> str:
     parts = []
     for key in keys:
         value = row[key]
-        if value is None or value == "null" or (isinstance(value, float) and math.isnan(value)):
+        if _missing(value):
             continue
         if key in ("device", "rule", "rule.name", "device.preset"):
             parts.append(str(value))
@@ -96,7 +101,7 @@ def configurations(table: SweepTable, metric: str) -> pd.DataFrame:
     frame = table.frame
     rows = []
     for key, group in frame.groupby(table.fields, dropna=False, sort=False) if table.fields else [((), frame)]:
-        ok = group[group["status"] == "ok"][metric].dropna().to_numpy(float) if metric in group else np.array([])
+        ok = group[group["status"] == "ok"][metric].dropna().to_numpy(float)
         not_ok = group[group["status"] != "ok"]["status"].value_counts()
         rows.append({**dict(zip(table.fields, key if isinstance(key, tuple) else (key,))),
                      "device": group["device"].iloc[0], "hue": group["hue"].iloc[0],
@@ -119,9 +124,7 @@ def _cell(row: pd.Series) -> str:
 
 def _value(value) -> str:
     """A swept value in a markdown cell: ``-`` for none, numbers as ``%g``."""
-    if value is None or value == "null" or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return _tick(value)
+    return "-" if _missing(value) else _tick(value)
 
 
 def _markdown_table(configs: pd.DataFrame, fields: list[str], metric: str) -> list[str]:

@@ -156,16 +156,13 @@ def run_one(job: tuple[dict, str]) -> dict:
     Returns status (``ok``, ``diverged`` or ``failed``), message, final metrics (with the
     diagnostics summary when probed), wall seconds, versions and which worker ran it.
     """
-    import torch
-
     from chiploop.experiments.results import versions
     from chiploop.experiments.train import train
 
     spec_data, run_dir = job
     start = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    try:
-        torch.set_num_threads(1)
+    try:  # train() sets torch's threads from the spec (1 unless asked), as the workers need
         result = train(experiment_from_data(spec_data), run_dir, progress=False)
         return {"status": result.status, "final": result.final, "wall_s": result.wall_s,
                 "versions": result.versions, "worker": worker}
