@@ -71,8 +71,8 @@ def chiploop_epoch(run: Run) -> Callable[[], None]:
 
 def copy_weights(run: Run, layers: list[nn.Module]) -> None:
     """Start the baseline from the run's initial weights and biases."""
-    chip = run.model.chip
-    for name, layer in zip(run.model.names, layers, strict=True):
+    chip = run.network.chip
+    for name, layer in zip(run.network.weight_names, layers, strict=True):
         W, b = chip.weights()[name], chip.biases[name].clone()
         if isinstance(layer, AnalogLinear):
             layer.set_weights(W, b)

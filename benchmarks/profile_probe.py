@@ -32,7 +32,7 @@ def main() -> None:
 
     def probes() -> None:
         for _ in range(args.probes):
-            probe(run.model, Backprop(), None, batch, run.task.loss, 0.3, 8)
+            probe(run.network, Backprop(), None, batch, run.task.loss, 0.3, 8)
 
     probes()  # warm-up
     start = time.perf_counter()

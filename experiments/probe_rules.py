@@ -34,7 +34,7 @@ def main() -> None:
         for rule in sorted(RULES):
             run = Run.build(experiment_from_data({"device": device, "rule": rule, "seed": 0}))
             batch = (run.task.x_train[:32], run.task.y_train[:32])
-            rows = probe(run.model, run.rule, run.state, batch, run.task.loss, 0.1, args.repeats)
+            rows = probe(run.network, run.rule, run.state, batch, run.task.loss, 0.1, args.repeats)
 
             def mean(part: str, key: str) -> float:
                 return statistics.mean(r[key] for r in rows if r["part"] == part)

@@ -18,6 +18,7 @@ from chiploop.experiments.cli import main
 from chiploop.experiments.results import Result
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import train
+from chiploop.experiments.weights import CHIP_KEY
 from chiploop.specs import SpecError, set_dotted
 
 IDEAL = {"name": "ideal-bp", "device": "ideal", "epochs": 4, "lr": 0.5, "schedule": "cosine"}
@@ -112,24 +113,29 @@ def test_analog_round_trip_lands_near_the_original_spread(runs, tmp_path):
 
 
 def test_card_rule_trains_a_users_own_chip(good_card):
-    from chiploop.emulator import MLP, make_crossbar
+    from chiploop.emulator import MLP, chip_factory
     from chiploop.experiments.tasks import make_task
+    from chiploop.learning import Backprop, Decorrelate
     card = load_card(good_card)
     card = RuleCard(**{**card.__dict__, "decorrelation": experiment_from_data({"decorrelation": {}}).decorrelation})
     rule = card_rule(card)
-    assert type(rule).__name__ == "Decorrelated" and type(rule.rule).__name__ == "Backprop"
+    assert type(rule).__name__ == "Chain" and isinstance(rule.rule, Backprop)
+    assert [type(t) for t in rule.transforms] == [Decorrelate]
     task = make_task(card.task)
     gen = torch.Generator().manual_seed(0)
-    model = MLP.build((64, 48, 10), "relu", lambda o, i, l: make_crossbar(None, o, i, True, l), gen)
-    state = rule.init(model, gen)
+    net = MLP.build((64, 48, 10), "relu", chip_factory(None, ideal=True), gen)
+    rule.check(net)
+    net.chip.install(rule.crossbars(net, gen))
+    state = rule.init(net, gen)
+    assert net.chip.named("decorrelator") == ["decorr/layer0", "decorr/layer1"]
     x, y = task.x_train[:256], task.y_train[:256]
     with torch.no_grad():
-        before = task.loss(model.forward(x)[0], y).item()
+        before = task.loss(net.unroll(x).output, y).item()
         for _ in range(30):
-            _, trace = model.forward(x)
-            signals, state = rule.signals(model, trace, (x, y), task.loss, state)
-            model.apply(signals, card.lr)
-        after = task.loss(model.forward(x)[0], y).item()
+            trace = net.unroll(x)
+            signals, state = rule.signals(net, trace, (x, y), task.loss, state)
+            net.chip.apply(signals, card.lr)
+        after = task.loss(net.unroll(x).output, y).item()
     assert after < 0.5 * before
 
 
@@ -240,8 +246,9 @@ def test_weights_export_round_trip(runs, tmp_path, capsys):
     assert main(["export", str(run_dir), "--weights", str(out)]) == 0
     assert "layer0, layer1" in capsys.readouterr().out
     with np.load(run_dir / "weights.npz", allow_pickle=False) as src, np.load(out, allow_pickle=False) as got:
-        assert set(src.files) <= set(got.files)
-        for key in src.files:  # the float weights, bit for bit
+        arrays = [key for key in src.files if key != CHIP_KEY]  # chip.json (the roles) is not exported
+        assert {"crossbar/layer0", "crossbar/layer1", "bias/layer0", "bias/layer1"} <= set(arrays) <= set(got.files)
+        for key in arrays:  # the float weights, bit for bit
             assert got[key].dtype == src[key].dtype and np.array_equal(got[key], src[key])
         assert float(got["g_max_uS"]) == G_MAX_US == 25.0
         for name in ("layer0", "layer1"):

@@ -5,29 +5,19 @@ import math
 
 import pytest
 import torch
+from conftest import ideal_problem
 
-from chiploop.emulator import MLP, IdealCrossbar
+from chiploop.emulator import MLP, CrossbarRequest
 from chiploop.learning.curvature import (curvature_report, hessian_trace, hessian_vector_product, output_margin,
                                          shadow_loss, shadow_parameters, top_hessian_eigenvalue)
-from chiploop.learning.loss import Loss
 
 SIZES, BATCH = (3, 4, 2), 16
 HUTCHINSON_SAMPLES = 20_000  # standard error <= 1 % of tr H here (checked below), so 5 % is >= 5 sigma
 
 
-def ideal(o, i, l):
-    return IdealCrossbar(torch.zeros(o, i))
-
-
-def tiny(activation, loss_kind, seed=0, sizes=SIZES, batch=BATCH):
-    gen = torch.Generator().manual_seed(seed)
-    model = MLP.build(sizes, activation, ideal, gen)
-    x = torch.randn(batch, sizes[0], generator=gen)
-    if loss_kind == "cross_entropy":
-        y = torch.randint(0, sizes[-1], (batch,), generator=gen)
-    else:
-        y = torch.randn(batch, sizes[-1], generator=gen)
-    return model, x, y, Loss(loss_kind)
+def tiny(activation, loss_kind, seed=0, sizes=SIZES, batch=BATCH, init=None):
+    net, (x, y), loss, _ = ideal_problem(sizes, activation, seed, batch, loss_kind, init)
+    return net, x, y, loss
 
 
 def dense_hessian(model, x, y, loss):
@@ -93,7 +83,7 @@ def test_hutchinson_batching_does_not_change_the_estimate():
 
 def hand_model():
     """relu (2, 2, 3): W_0 = 2 I, b_0 = 0; W_1 = [[2, 0], [0, 1], [1, 1]], b_1 = (0, 0, -0.5)."""
-    model = MLP.build((2, 2, 3), "relu", ideal, torch.Generator().manual_seed(0))
+    model = MLP.build((2, 2, 3), "relu", None, torch.Generator().manual_seed(0))
     model.crossbar(0).program(2 * torch.eye(2))
     model.chip.biases["layer0"] = torch.zeros(2)
     model.crossbar(1).program(torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
@@ -116,12 +106,15 @@ def test_output_margin_hand_checked():
 
 
 def test_normalised_margin_is_scale_invariant_for_bias_free_relu():
-    model, x, _, _ = tiny("relu", "cross_entropy", sizes=(3, 5, 4, 3))
+    def bias_free(net, _generator):
+        for name in net.weight_names:
+            net.chip.biases[name].zero_()
+
+    model, x, _, _ = tiny("relu", "cross_entropy", sizes=(3, 5, 4, 3), init=bias_free)
     y = torch.randint(0, 3, (BATCH,), generator=torch.Generator().manual_seed(2))
-    for name in model.names:
-        model.chip.biases[name].zero_()
+    assert all(not b.any() for b in model.chip.biases.values())
     before = output_margin(model, x, y)
-    for l in range(len(model.names)):
+    for l in range(len(model.weight_names)):
         model.crossbar(l).program(2 * model.crossbar(l).weights())
     after = output_margin(model, x, y)
     assert after["margin_min"] == pytest.approx(8 * before["margin_min"], rel=1e-6)
@@ -133,7 +126,7 @@ def test_normalised_margin_is_scale_invariant_for_bias_free_relu():
 def test_shadow_loss_equals_ideal_chip_forward(activation, loss_kind):
     model, x, y, loss = tiny(activation, loss_kind, sizes=(6, 8, 5, 3), batch=11)
     with torch.no_grad():
-        chip_loss = loss(model.forward(x)[0], y).item()
+        chip_loss = loss(model.unroll(x).output, y).item()
     assert shadow_loss(shadow_parameters(model, torch.float32), model, x, y, loss).item() == chip_loss
     assert shadow_loss(shadow_parameters(model), model, x, y, loss).item() == pytest.approx(chip_loss, rel=1e-6)
 
@@ -141,13 +134,16 @@ def test_shadow_loss_equals_ideal_chip_forward(activation, loss_kind):
 def test_shadow_applies_decorrelation_matrices():
     model, x, y, loss = tiny("tanh", "cross_entropy", sizes=(4, 5, 3))
     gen = torch.Generator().manual_seed(5)
-    for l, n in enumerate(model.sizes[:-1]):
-        R = torch.eye(n) + 0.1 * torch.randn(n, n, generator=gen)
-        model.chip.crossbars[f"decorr{l}"] = IdealCrossbar(R)
+    model.chip.install([CrossbarRequest(f"decorr/{name}", "decorrelator",
+                                        torch.eye(n) + 0.1 * torch.randn(n, n, generator=gen),
+                                        technology="digital", feeds=name)
+                        for name, n in zip(model.weight_names, model.sizes[:-1])])
     with torch.no_grad():
-        chip_loss = loss(model.forward(x)[0], y).item()
+        chip_loss = loss(model.unroll(x).output, y).item()
     assert shadow_loss(shadow_parameters(model, torch.float32), model, x, y, loss).item() == chip_loss
     assert len(shadow_parameters(model)) == 4  # R is fixed, not a parameter
+    model.chip.decorrelators.clear()  # without R the loss is another one: the shadow did read R
+    assert shadow_loss(shadow_parameters(model, torch.float32), model, x, y, loss).item() != chip_loss
 
 
 def test_shadow_parameters_are_fresh_copies():

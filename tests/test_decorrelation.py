@@ -3,17 +3,17 @@
 import pytest
 import torch
 
+from chiploop.emulator import AnalogCrossbar
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import Run
-from chiploop.learning import DecorrelationSpec, decorrelate
-from chiploop.learning.backprop import Backprop
+from chiploop.learning import Decorrelate, decorrelate
 from chiploop.learning.decorrelation import mean_abs_offdiag_correlation
 
 
-def layer_inputs(run: Run) -> list[torch.Tensor]:
+def layer_inputs(run: Run) -> dict[str, torch.Tensor]:
+    """What every weight crossbar is driven with (after its decorrelator), on the whole training set."""
     with torch.no_grad():
-        _, trace = run.model.forward(run.task.x_train)
-    return trace.inputs
+        return run.network.unroll(run.task.x_train).inputs
 
 
 def test_decorrelation_cuts_input_correlations_at_least_fivefold_on_digits():
@@ -24,37 +24,41 @@ def test_decorrelation_cuts_input_correlations_at_least_fivefold_on_digits():
         for epoch in range(1, spec.epochs + 1):
             run.epoch(epoch)
     after = layer_inputs(run)
-    for l in range(2):
+    assert list(after) == ["layer0", "layer1"]
+    for name in after:
         for centered in (False, True):  # the second moments the rule acts on, and Pearson correlations
-            start = mean_abs_offdiag_correlation(before[l], centered)
-            end = mean_abs_offdiag_correlation(after[l], centered)
-            assert end * 5 <= start, (l, centered, start, end)
+            start = mean_abs_offdiag_correlation(before[name], centered)
+            end = mean_abs_offdiag_correlation(after[name], centered)
+            assert end * 5 <= start, (name, centered, start, end)
     assert run.evaluate()["test_acc"] > 0.9
 
 
 def test_R_starts_at_identity_and_the_wrapped_rule_sees_decorrelated_inputs():
     spec = experiment_from_data({"device": "ideal", "decorrelation": {"eta": 0.05}})
     run = Run.build(spec)
-    chip = run.model.chip
-    assert torch.equal(chip.crossbars["decorr0"].weights(), torch.eye(64))
+    chip = run.network.chip
+    assert chip.decorrelators == {"layer0": "decorr/layer0", "layer1": "decorr/layer1"}
+    assert chip.named("decorrelator") == ["decorr/layer0", "decorr/layer1"]
+    assert torch.equal(chip.crossbars["decorr/layer0"].weights(), torch.eye(64))
     x, y = run.task.x_train[:64], run.task.y_train[:64]
     with torch.no_grad():
         run.step(x, y, 0.1)
-        R = chip.crossbars["decorr0"].weights()
+        R = chip.crossbars["decorr/layer0"].weights()
         assert not torch.equal(R, torch.eye(64))
-        _, trace = run.model.forward(x)
-    assert torch.allclose(trace.inputs[0], x @ R.T, atol=1e-6)
+        trace = run.network.unroll(x)
+    assert torch.allclose(trace.inputs["layer0"], x @ R.T, atol=1e-6)
 
 
 def test_decorrelation_update_matches_its_equation():
     spec = experiment_from_data({"device": "ideal"})
     run = Run.build(spec)
-    rule = decorrelate(Backprop(), eta=0.01, kappa=0.3)
-    rule.init(run.model, torch.Generator().manual_seed(0))
+    transform = decorrelate(eta=0.01, kappa=0.3)
+    run.network.chip.install(transform.crossbars(run.network, torch.Generator().manual_seed(0)))
     R0 = torch.eye(64) + 0.01 * torch.randn(64, 64, generator=torch.Generator().manual_seed(1))
-    run.model.chip.crossbars["decorr0"].program(R0)
+    run.network.chip.crossbars["decorr/layer0"].program(R0)
     x = run.task.x_train[:50] @ R0.T
-    signal = rule.decorrelation_signal(run.model, 0, x)
+    signal = transform.signal(run.network, "layer0", x)
+    assert signal.name == "decorr/layer0"
     C = x.T @ x / 50
     M = 0.7 * (C - torch.diag(torch.diagonal(C))) + 0.3 * torch.diag(torch.diagonal(C) - 1)
     assert torch.allclose(signal.d.T @ signal.x, M @ R0, atol=1e-5) and signal.lr == 0.01
@@ -63,10 +67,22 @@ def test_decorrelation_update_matches_its_equation():
 def test_on_chip_R_lives_on_its_own_device():
     spec = experiment_from_data({"device": "constant-step", "decorrelation": {"on_chip": True, "device": "ecram"}})
     run = Run.build(spec)
-    R = run.model.chip.crossbars["decorr1"]
-    assert type(R).__name__ == "AnalogCrossbar" and R.spec.preset == "ecram"
-    run.step(run.task.x_train[:32], run.task.y_train[:32], 0.1)
-    assert DecorrelationSpec().kappa == 0.5
+    chip = run.network.chip
+    assert isinstance(run.rule.transforms[0], Decorrelate) and run.rule.transforms[0].spec.device.preset == "ecram"
+    assert chip.named("decorrelator") == ["decorr/layer0", "decorr/layer1"]
+    for weight in run.network.weight_names:
+        W, R = chip.crossbars[weight], chip.crossbars[chip.decorrelators[weight]]
+        assert chip.roles[weight] == "weight" and chip.roles[chip.decorrelators[weight]] == "decorrelator"
+        assert isinstance(W, AnalogCrossbar) and W.spec.preset == "constant-step"
+        assert isinstance(R, AnalogCrossbar) and R.spec.preset == "ecram"
+        assert R.shape == (W.shape[1], W.shape[1])
+    before = chip.weights()
+    with torch.no_grad():
+        run.step(run.task.x_train[:32], run.task.y_train[:32], 0.1)
+    after = chip.weights()
+    for name in chip.named("decorrelator") + chip.named("weight"):
+        assert not torch.equal(before[name], after[name]), name
+        assert torch.isfinite(after[name]).all(), name
 
 
 @pytest.mark.parametrize("options, field", [({"eta": 0}, "decorrelation.eta"), ({"kappa": 2}, "decorrelation.kappa"),

@@ -3,11 +3,11 @@ write (device) parts."""
 
 import pytest
 import torch
+from conftest import attach, ideal_problem
 
-from chiploop.emulator import MLP, IdealCrossbar
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import Run, train
-from chiploop.learning import Backprop, FeedbackAlignment, Loss, make_rule
+from chiploop.learning import Backprop, FeedbackAlignment, make_rule
 from chiploop.learning.diagnostics import probe
 
 
@@ -20,25 +20,21 @@ def parts(rows, layer=None):
     return out
 
 
-def small_ideal(seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    model = MLP.build((10, 12, 4), "tanh", lambda o, i, l: IdealCrossbar(torch.zeros(o, i)), gen)
-    batch = (torch.randn(16, 10, generator=gen), torch.randint(0, 4, (16,), generator=gen))
-    return model, batch, gen
+SMALL = (10, 12, 4)  # tanh, batch 16, seed 0
 
 
 def test_backprop_on_ideal_crossbars_has_no_error_of_any_kind():
-    model, batch, gen = small_ideal()
-    rows = probe(model, Backprop(), None, batch, Loss("cross_entropy"), 0.1, repeats=4)
+    net, batch, loss, _ = ideal_problem(SMALL)
+    rows = probe(net, Backprop(), None, batch, loss, 0.1, repeats=4)
     assert {r["part"] for r in rows} == {"algorithmic", "read", "write", "physical", "total"}
     for part, (bias, var) in parts(rows).items():
         assert bias <= 1e-8 and var <= 1e-8, (part, bias, var)
 
 
 def test_feedback_alignment_on_ideal_crossbars_is_biased_by_the_algorithm_only():
-    model, batch, gen = small_ideal()
+    net, batch, loss, gen = ideal_problem(SMALL)
     rule = FeedbackAlignment()
-    rows = probe(model, rule, rule.init(model, gen), batch, Loss("cross_entropy"), 0.1, repeats=4)
+    rows = probe(net, rule, attach(rule, net, gen), batch, loss, 0.1, repeats=4)
     found = parts(rows, "layer0")
     for part in ("read", "write", "physical"):
         assert found[part][0] <= 1e-8 and found[part][1] <= 1e-8, (part, found[part])
@@ -49,10 +45,10 @@ def test_node_perturbation_bias_falls_with_repeats_and_its_variance_stays():
     """The mean of K draws of NP approaches the gradient: relative bias ~ 1/sqrt(K) (measured
     1.30, 0.52, 0.19 at K = 16, 128, 1024 on this net, relative variance about 35 at each);
     we ask for a halving per 8x."""
-    model, batch, gen = small_ideal()
+    net, batch, loss, gen = ideal_problem(SMALL)
     rule = make_rule("node_perturbation", {"sigma": 1e-3})
-    state = rule.init(model, gen)
-    found = {K: parts(probe(model, rule, state, batch, Loss("cross_entropy"), 0.1, repeats=K))["algorithmic"]
+    state = attach(rule, net, gen)
+    found = {K: parts(probe(net, rule, state, batch, loss, 0.1, repeats=K))["algorithmic"]
              for K in (16, 128, 1024)}
     assert found[128][0] < 0.5 * found[16][0] and found[1024][0] < 0.5 * found[128][0], found
     assert all(var > 1.0 for _, var in found.values())
@@ -61,7 +57,7 @@ def test_node_perturbation_bias_falls_with_repeats_and_its_variance_stays():
 def _physical_variance(**device) -> float:
     run = Run.build(experiment_from_data({"device": {"preset": "constant-step", "construction_seed": 1, **device}}))
     x, y = run.task.x_train[:32], run.task.y_train[:32]
-    rows = probe(run.model, run.rule, run.state, (x, y), run.task.loss, 0.1, repeats=32)
+    rows = probe(run.network, run.rule, run.state, (x, y), run.task.loss, 0.1, repeats=32)
     return parts(rows)["physical"][1]
 
 
@@ -89,12 +85,12 @@ def test_probing_never_changes_the_training_trajectory(tmp_path):
 
 def test_probing_an_analog_chip_leaves_it_alone():
     run = Run.build(experiment_from_data({"device": "reram-sb-tt"}))
-    before = {k: v.clone() for k, v in run.model.chip.weights().items()}
-    biases = {k: v.clone() for k, v in run.model.chip.biases.items()}
-    rows = probe(run.model, run.rule, run.state, (run.task.x_train[:16], run.task.y_train[:16]), run.task.loss,
+    before = {k: v.clone() for k, v in run.network.chip.weights().items()}
+    biases = {k: v.clone() for k, v in run.network.chip.biases.items()}
+    rows = probe(run.network, run.rule, run.state, (run.task.x_train[:16], run.task.y_train[:16]), run.task.loss,
                  0.1, repeats=3)
-    assert all(torch.equal(before[k], v) for k, v in run.model.chip.weights().items())
-    assert all(torch.equal(biases[k], v) for k, v in run.model.chip.biases.items())
+    assert all(torch.equal(before[k], v) for k, v in run.network.chip.weights().items())
+    assert all(torch.equal(biases[k], v) for k, v in run.network.chip.biases.items())
     assert parts(rows)["write"][1] > 0
 
 

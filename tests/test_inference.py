@@ -29,7 +29,7 @@ YEAR = 3.15e7
 
 
 def trained(device, epochs=5, **extra):
-    """A tiny digits MLP trained on ``device``: the Run (model, task) after ``epochs``."""
+    """A tiny digits MLP trained on ``device``: the Run (network, task) after ``epochs``."""
     spec = experiment_from_data({"device": device, "model": {"sizes": [64, 16, 10]}, "lr": 0.5,
                                  "epochs": epochs, **extra})
     run = Run.build(spec)
@@ -120,8 +120,8 @@ def test_compensated_and_uncompensated_crossbars_share_one_noise_realisation():
 
 def test_no_noise_model_keeps_the_exact_accuracy_at_every_time(ideal_run):
     device = with_inference(ideal_run.spec.device, noise_model="none")
-    reference = exact_accuracy(ideal_run.model, ideal_run.task)
-    rows = evaluate_over_time(ideal_run.model, ideal_run.task, device, times=(1, 86400, YEAR), repeats=2)
+    reference = exact_accuracy(ideal_run.network, ideal_run.task)
+    rows = evaluate_over_time(ideal_run.network, ideal_run.task, device, times=(1, 86400, YEAR), repeats=2)
     assert len(rows) == 3 * 2 * 2 and {r["compensation"] for r in rows} == {"global", "none"}
     assert set(rows[0]) == {"time_s", "compensation", "repeat", "test_acc", "test_loss"}
     assert reference > 0.8 and all(r["test_acc"] == reference for r in rows)  # ideal IO: no read noise either
@@ -131,7 +131,7 @@ def test_no_noise_model_on_a_noisy_chip_is_the_trained_accuracy_up_to_read_noise
     run = constant_step_run
     device = with_inference(run.spec.device, noise_model="none")
     trained_acc = run.evaluate()["test_acc"]
-    rows = evaluate_over_time(run.model, run.task, device, times=(1, YEAR), repeats=3)
+    rows = evaluate_over_time(run.network, run.task, device, times=(1, YEAR), repeats=3)
     assert trained_acc > 0.6
     assert all(abs(r["test_acc"] - trained_acc) < 0.05 for r in rows)
 
@@ -139,7 +139,7 @@ def test_no_noise_model_on_a_noisy_chip_is_the_trained_accuracy_up_to_read_noise
 def test_pcm_drift_without_compensation_does_not_improve_accuracy(constant_step_run):
     run = constant_step_run
     assert run.spec.device.inference.noise_model == "pcm"
-    rows = evaluate_over_time(run.model, run.task, run.spec.device, times=(1, 3600, YEAR), repeats=3,
+    rows = evaluate_over_time(run.network, run.task, run.spec.device, times=(1, 3600, YEAR), repeats=3,
                               generator=torch.Generator().manual_seed(1))
     assert mean_acc(rows, YEAR, "none") <= mean_acc(rows, 1.0, "none")
     assert mean_acc(rows, 1.0, "none") > 0.6
@@ -155,7 +155,7 @@ def test_pcm_drift_without_compensation_does_not_improve_accuracy(constant_step_
 def test_reram_and_per_column_models_run_at_every_default_time(constant_step_run):
     run = constant_step_run
     device = with_inference(run.spec.device, noise_model="reram", drift_compensation="per_column")
-    rows = evaluate_over_time(run.model, run.task, device, repeats=1)  # default times, 1 s to 1 year
+    rows = evaluate_over_time(run.network, run.task, device, repeats=1)  # default times, 1 s to 1 year
     assert len(rows) == 5 * 2 and {r["compensation"] for r in rows} == {"per_column", "none"}
     assert all(0 <= r["test_acc"] <= 1 and np.isfinite(r["test_loss"]) for r in rows)
 
@@ -163,20 +163,20 @@ def test_reram_and_per_column_models_run_at_every_default_time(constant_step_run
 def test_without_compensation_in_the_spec_only_the_uncompensated_chip_is_evaluated(constant_step_run):
     run = constant_step_run
     device = with_inference(run.spec.device, drift_compensation="none")
-    rows = evaluate_over_time(run.model, run.task, device, times=(1,), repeats=2)
+    rows = evaluate_over_time(run.network, run.task, device, times=(1,), repeats=2)
     assert [r["compensation"] for r in rows] == ["none", "none"]
 
 
 def test_decorrelators_and_biases_stay_digital():
     run = trained("ideal", epochs=1, decorrelation={})
-    net = inference_model(run.model, run.spec.device, compensation=True)
+    net = inference_model(run.network, run.spec.device, compensation=True)
     assert isinstance(net.chip.crossbars["layer0"], InferenceCrossbar)
-    assert torch.equal(net.chip.crossbars["decorr0"].weights(), run.model.chip.crossbars["decorr0"].weights())
+    assert torch.equal(net.chip.crossbars["decorr/layer0"].weights(), run.network.chip.crossbars["decorr/layer0"].weights())
     net.chip.biases["layer0"].add_(1.0)  # a copy: the trained chip keeps its own
-    assert not torch.equal(net.chip.biases["layer0"], run.model.chip.biases["layer0"])
+    assert not torch.equal(net.chip.biases["layer0"], run.network.chip.biases["layer0"])
     device = with_inference(run.spec.device, noise_model="none")
-    rows = evaluate_over_time(run.model, run.task, device, times=(1, YEAR), repeats=1)
-    assert all(r["test_acc"] == exact_accuracy(run.model, run.task) for r in rows)
+    rows = evaluate_over_time(run.network, run.task, device, times=(1, YEAR), repeats=1)
+    assert all(r["test_acc"] == exact_accuracy(run.network, run.task) for r in rows)
 
 
 # ---------------------------------------------------------------- specs, training, CLI

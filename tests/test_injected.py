@@ -4,44 +4,37 @@ import math
 
 import pytest
 import torch
+from conftest import attach, ideal_problem, step
 
-from chiploop.emulator import MLP, IdealCrossbar
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import Run, train
-from chiploop.learning import Backprop, FeedbackAlignment, InjectedSpec, Loss, decorrelate, inject
+from chiploop.learning import Backprop, FeedbackAlignment, InjectedSpec, chain, decorrelate, inject
 from chiploop.learning.diagnostics import probe
 from chiploop.specs import SpecError
 
-
-def small_ideal(seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    model = MLP.build((10, 12, 4), "tanh", lambda o, i, l: IdealCrossbar(torch.randn(o, i, generator=gen) / 3), gen)
-    batch = (torch.randn(16, 10, generator=gen), torch.randint(0, 4, (16,), generator=gen))
-    return model, batch, gen
+SMALL = (10, 12, 4)  # tanh, batch 16, seed 0
 
 
-def step(model, rule, state, batch):
-    with torch.no_grad():
-        _, trace = model.forward(batch[0])
-        signals, state = rule.signals(model, trace, batch, Loss("cross_entropy"), state)
-        model.apply(signals, 0.1)
-    return signals
-
-
-@pytest.mark.parametrize("inner", [Backprop(), FeedbackAlignment(), decorrelate(Backprop(), eta=0.01)])
+@pytest.mark.parametrize("inner", [Backprop(), FeedbackAlignment(), chain(Backprop(), decorrelate(eta=0.01))],
+                         ids=["backprop", "feedback_alignment", "decorrelated_backprop"])
 def test_zero_bias_and_variance_apply_the_inner_rules_update_exactly(inner):
-    plain, batch, _ = small_ideal()
-    wrapped, _, _ = small_ideal()
-    rule = inject(inner, bias=0.0, variance=0.0)
-    state = rule.init(wrapped, torch.Generator().manual_seed(3))
-    inner.init(plain, torch.Generator().manual_seed(3))  # its crossbars on the plain chip (decorr{l})
-    plain_signals = step(plain, inner, state[1], batch)  # the same inner state (FA's feedback)
-    wrapped_signals = step(wrapped, rule, state, batch)
+    plain, batch, loss, _ = ideal_problem(SMALL)
+    wrapped, _, _, _ = ideal_problem(SMALL)
+    rule = chain(inner, inject(bias=0.0, variance=0.0))
+    # the same draws on both chips: the inner rule's crossbars (FA's feedback, the decorrelators) and state
+    inner_state = attach(inner, plain, torch.Generator().manual_seed(3))
+    state = attach(rule, wrapped, torch.Generator().manual_seed(3))
+    assert plain.chip.roles == wrapped.chip.roles
+    assert all(torch.equal(xb.weights(), wrapped.chip.crossbars[k].weights()) for k, xb in plain.chip.crossbars.items())
+    plain_signals, _ = step(inner, plain, inner_state, batch, loss)
+    wrapped_signals, _ = step(rule, wrapped, state, batch, loss)
     assert [s.name for s in wrapped_signals] == [s.name for s in plain_signals]
     for s in wrapped_signals:  # weight layers as dense one-hot updates, decorrelation's untouched
-        if s.name.startswith("layer"):
+        if wrapped.chip.roles[s.name] == "weight":
             assert torch.equal(s.x, torch.eye(s.x.shape[1]))
-    before = small_ideal()[0].chip
+        else:
+            assert s.name.startswith("decorr/")
+    before = ideal_problem(SMALL).net.chip
     for name, xb in plain.chip.crossbars.items():
         assert (xb.weights() - wrapped.chip.crossbars[name].weights()).abs().max() <= 1e-6, name
         if name in plain.chip.biases:
@@ -57,9 +50,9 @@ def test_probe_measures_relative_bias_b_and_relative_variance_sigma_squared(b, s
     within 2σ/sqrt(K) of b (mean ξ has norm about σ/sqrt(K) ||g||). K = 200. Measured:
     (b, σ) = (0.3, 0.5) -> bias 0.30, variance 0.249 (K = 400)."""
     K = 200
-    model, batch, gen = small_ideal()
-    rule = inject(Backprop(), InjectedSpec(bias=b, variance=sigma))
-    rows = probe(model, rule, rule.init(model, gen), batch, Loss("cross_entropy"), 0.1, repeats=K)
+    net, batch, loss, gen = ideal_problem(SMALL)
+    rule = chain(Backprop(), inject(InjectedSpec(bias=b, variance=sigma)))
+    rows = probe(net, rule, attach(rule, net, gen), batch, loss, 0.1, repeats=K)
     for r in rows:
         if r["part"] == "algorithmic":
             assert abs(r["rel_bias"] - b) <= 2 * sigma / math.sqrt(K), r
@@ -70,11 +63,11 @@ def test_probe_measures_relative_bias_b_and_relative_variance_sigma_squared(b, s
 
 
 def test_injected_noise_has_the_asked_norm_every_draw_and_the_bias_is_along_all_ones():
-    rule = inject(Backprop(), bias=0.5, variance=0.0)
+    rule = inject(bias=0.5, variance=0.0)
     g = torch.randn(6, 7, generator=torch.Generator().manual_seed(0))
     out = rule.inject(g, torch.Generator().manual_seed(1))
     assert torch.allclose(g - out, torch.full_like(g, 0.5 * g.norm() / math.sqrt(42)))
-    rule = inject(Backprop(), bias=0.0, variance=0.7)
+    rule = inject(bias=0.0, variance=0.7)
     gen = torch.Generator().manual_seed(2)
     for _ in range(5):
         assert abs((rule.inject(g, gen) - g).norm() - 0.7 * g.norm()) <= 1e-5
@@ -99,7 +92,7 @@ def test_a_spec_with_injected_bias_and_variance_trains():
 
 def test_dense_injected_update_runs_through_a_pulsed_crossbar():
     run = Run.build(experiment_from_data({"device": "constant-step", "injected": {"bias": 0.2, "variance": 1.0}}))
-    before = run.model.crossbar(0).weights()
+    before = run.network.crossbar(0).weights()
     with torch.no_grad():
         run.step(run.task.x_train[:32], run.task.y_train[:32], 0.1)
-    assert not torch.equal(before, run.model.crossbar(0).weights())
+    assert not torch.equal(before, run.network.crossbar(0).weights())

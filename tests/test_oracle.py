@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from conftest import ideal_problem, step
 from torch import nn
 
-from chiploop.emulator import MLP, IdealCrossbar
+from chiploop.emulator import MLP
 from chiploop.learning import Backprop, Loss
 
 
@@ -12,42 +13,32 @@ def torch_twin(model: MLP) -> nn.Sequential:
     """The same MLP as plain torch layers with the chip's current weights and biases."""
     act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[model.activation]
     layers = []
-    for l, name in enumerate(model.names):
+    for l, name in enumerate(model.weight_names):
         W = model.chip.crossbars[name].weights()
         lin = nn.Linear(W.shape[1], W.shape[0])
         with torch.no_grad():
             lin.weight.copy_(W)
             lin.bias.copy_(model.chip.biases[name])
-        layers += [lin, act()] if l < len(model.names) - 1 else [lin]
+        layers += [lin, act()] if l < len(model.weight_names) - 1 else [lin]
     return nn.Sequential(*layers)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("loss_kind", ["cross_entropy", "mse"])
 def test_backprop_on_ideal_crossbars_equals_autograd_sgd(activation, loss_kind):
-    gen = torch.Generator().manual_seed(3)
-    sizes, lr, batch = (12, 16, 9, 5), 0.3, 17
-    model = MLP.build(sizes, activation, lambda o, i, l: IdealCrossbar(torch.zeros(o, i)), gen)
+    lr = 0.3
+    model, (x, y), loss, _ = ideal_problem((12, 16, 9, 5), activation, seed=3, batch=17, loss=loss_kind)
     net = torch_twin(model)
-    x = torch.randn(batch, sizes[0], generator=gen)
-    if loss_kind == "cross_entropy":
-        y = torch.randint(0, sizes[-1], (batch,), generator=gen)
-    else:
-        y = torch.randn(batch, sizes[-1], generator=gen)
-    loss = Loss(loss_kind)
 
     for _ in range(3):  # three steps: the trajectories must stay together
         opt = torch.optim.SGD(net.parameters(), lr=lr)
         opt.zero_grad()
         loss(net(x), y).backward()
         opt.step()
-        with torch.no_grad():
-            _, trace = model.forward(x)
-            signals, _ = Backprop().signals(model, trace, (x, y), loss, None)
-            model.apply(signals, lr)
+        step(Backprop(), model, None, (x, y), loss, lr)
 
     linears = [m for m in net if isinstance(m, nn.Linear)]
-    for name, lin in zip(model.names, linears):
+    for name, lin in zip(model.weight_names, linears):
         assert (model.chip.crossbars[name].weights() - lin.weight).abs().max().item() <= 1e-6
         assert (model.chip.biases[name] - lin.bias).abs().max().item() <= 1e-6
 

@@ -45,7 +45,8 @@ def test_variant_presets_extend_their_base():
 def test_construction_seed_fixes_device_to_device_draws_per_tile():
     from chiploop.emulator import AnalogCrossbar
     spec = load_device({"preset": "constant-step", "construction_seed": 7})
-    a, b = (AnalogCrossbar.create(spec, 4, 6, index=0) for _ in range(2))
-    other_layer = AnalogCrossbar.create(spec, 4, 6, index=1)
-    hidden = [x.tiles[0][0].get_hidden_parameters()["dwmin_up"] for x in (a, b, other_layer)]
-    assert torch.equal(hidden[0], hidden[1]) and not torch.equal(hidden[0], hidden[2])
+    a, b = (AnalogCrossbar.create(spec, 4, 6, name="layer0") for _ in range(2))
+    others = [AnalogCrossbar.create(spec, 4, 6, name=n) for n in ("layer1", "decorr/layer0", "feedback/layer0")]
+    hidden = [x.tiles[0][0].get_hidden_parameters()["dwmin_up"] for x in (a, b, *others)]
+    assert torch.equal(hidden[0], hidden[1])  # the same name: the same devices
+    assert all(not torch.equal(hidden[i], hidden[j]) for i in (0, 2, 3) for j in (2, 3, 4) if i < j)

@@ -142,15 +142,19 @@ def test_a_blown_up_run_stops_as_diverged():
 
 def test_run_saves_its_weights_and_they_load_back_exactly(tmp_path):
     from chiploop.experiments.train import Run
-    from chiploop.experiments.weights import load_weights, shadow_from_weights
+    from chiploop.experiments.weights import load_layout, load_weights, shadow_from_weights
     spec = experiment_from_data({"device": "ideal", "epochs": 1, "lr": 0.5, "decorrelation": {}})
     result = train(spec, out_dir=tmp_path, progress=False)
     arrays = load_weights(tmp_path / "weights.npz")
-    assert {"crossbar/layer0", "crossbar/layer1", "crossbar/decorr0", "bias/layer1"} <= set(arrays)
-    model = shadow_from_weights(arrays, spec.model.sizes, spec.model.activation)
+    assert {"crossbar/layer0", "crossbar/layer1", "crossbar/decorr/layer0", "bias/layer1"} <= set(arrays)
+    layout = load_layout(tmp_path / "weights.npz")
+    assert layout["decorrelators"] == {"layer0": "decorr/layer0", "layer1": "decorr/layer1"}
+    assert layout["roles"]["decorr/layer0"] == "decorrelator" and layout["roles"]["layer0"] == "weight"
+    net = shadow_from_weights(arrays, layout, spec.model)
+    assert net.chip.roles == layout["roles"] and net.chip.decorrelators == layout["decorrelators"]
     task = Run.build(spec).task
     with torch.no_grad():
-        out, _ = model.forward(task.x_test)
+        out = net.unroll(task.x_test).output
     assert task.loss(out, task.y_test).item() == pytest.approx(result.final["test_loss"], rel=1e-6)
 
 

@@ -68,7 +68,8 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if dataclasses.is_dataclass(tp):
-        return f"a mapping of {tp.__name__} fields"
+        keys = [f.name for f in dataclasses.fields(tp) if f.init]
+        return "a mapping with keys " + ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
     return getattr(tp, "__name__", str(tp))
 
 
@@ -169,7 +170,7 @@ def from_mapping(cls: type, data: Any, *, source: str | None = None, prefix: str
     """
     try:
         if not isinstance(data, Mapping):
-            raise SpecError(prefix.rstrip(".") or "<top level>", data, f"a mapping of {cls.__name__} fields")
+            raise SpecError(prefix.rstrip(".") or "<top level>", data, _type_name(cls))
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
         kwargs = {}
@@ -207,12 +208,19 @@ def load_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise SpecError("<file>", str(path), f"valid YAML ({str(err).splitlines()[0]})", str(path)) from None
+        raise SpecError("<file>", str(path), f"valid YAML ({yaml_problem(err)})", str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise SpecError("<top level>", data, "a mapping of fields", str(path))
     return data
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """What is wrong in a YAML text and where: ``expected ',' or ']' at line 1, column 8``."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def to_plain(obj: Any) -> Any:

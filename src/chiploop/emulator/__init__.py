@@ -1,21 +1,28 @@
-"""Crossbars (ideal, aihwkit-backed, and aihwkit inference tiles), chips, and the MLP that runs on a chip."""
+"""Crossbars (ideal, aihwkit-backed, and aihwkit inference tiles), chips with roles, the digital
+periphery, and the networks that run on a chip."""
 
 import torch
 
 from chiploop.emulator.analog import AnalogCrossbar
-from chiploop.emulator.chip import MLP, Chip, LayerSignal, Trace
+from chiploop.emulator.chip import Chip, CrossbarFactory, CrossbarRequest, LayerSignal, ideal_factory
 from chiploop.emulator.crossbar import Crossbar
 from chiploop.emulator.ideal import IdealCrossbar
 from chiploop.emulator.inference import InferenceCrossbar
+from chiploop.emulator.networks import MLP, NETWORKS, Network, NetworkSpec, Trace
 
-__all__ = ["AnalogCrossbar", "Chip", "Crossbar", "IdealCrossbar", "InferenceCrossbar", "LayerSignal", "MLP", "Trace",
-           "make_crossbar"]
+__all__ = ["AnalogCrossbar", "Chip", "Crossbar", "CrossbarFactory", "CrossbarRequest", "IdealCrossbar",
+           "InferenceCrossbar", "LayerSignal", "MLP", "NETWORKS", "Network", "NetworkSpec", "Trace",
+           "chip_factory", "ideal_factory", "make_crossbar"]
 
 
-def make_crossbar(spec, out_size: int, in_size: int, ideal: bool = False, index: int = 0) -> Crossbar:
-    """Layer ``index``'s crossbar: an :class:`IdealCrossbar` (``ideal=True``, float torch) or an
-    :class:`AnalogCrossbar` of ``spec``'s devices."""
+def make_crossbar(spec, out_size: int, in_size: int, ideal: bool = False, name: str = "layer0") -> Crossbar:
+    """Crossbar ``name``: an :class:`IdealCrossbar` (``ideal=True``, float torch) or an
+    :class:`AnalogCrossbar` of ``spec``'s devices, whose device draws derive from ``name``."""
     if ideal:
         return IdealCrossbar(torch.zeros(out_size, in_size))
-    return AnalogCrossbar.create(spec, out_size, in_size, index)
+    return AnalogCrossbar.create(spec, out_size, in_size, name)
 
+
+def chip_factory(spec, ideal: bool = False) -> CrossbarFactory:
+    """``factory(name, out, in)``: the crossbars of a chip of ``spec``'s technology."""
+    return lambda name, out_size, in_size: make_crossbar(spec, out_size, in_size, ideal, name)

@@ -9,6 +9,7 @@ block column; an update sends each tile its slices of ``x`` and ``d``.
 from __future__ import annotations
 
 import copy
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,11 @@ def restore_tile(tile, source) -> None:
     tile.tile.set_weights(source.tile.get_weights())
     tile.tile.set_hidden_parameters(source.tile.get_hidden_parameters())
     tile.tile.load_extra(source.tile.dump_extra(), True)
+
+
+def name_index(name: str) -> int:
+    """A stable number for a crossbar name (CRC-32 of its UTF-8 bytes), the same in every process."""
+    return zlib.crc32(name.encode())
 
 
 def _blocks(n: int, size: int) -> list[slice]:
@@ -94,9 +100,11 @@ class AnalogCrossbar(TileGrid):
     lr: float | None = None     # learning rate last set on the tiles
 
     @classmethod
-    def create(cls, spec: DeviceSpec, out_size: int, in_size: int, index: int = 0) -> AnalogCrossbar:
-        """The crossbar for layer ``index`` of a chip (its tiles get distinct construction seeds)."""
-        first = index * 1000  # room for 1000 tiles per layer
+    def create(cls, spec: DeviceSpec, out_size: int, in_size: int, name: str = "layer0") -> AnalogCrossbar:
+        """Crossbar ``name`` of a chip: its tiles get construction seeds derived from the name, so
+        every crossbar of a chip (and every tile of it) has its own device draws, whatever order the
+        crossbars are made in."""
+        first = name_index(name) * 1000  # room for 1000 tiles per crossbar
         tiles = tile_grid(out_size, in_size, spec.tile_size,
                           lambda k, o, i: to_rpu_config(spec, first + k).create_tile(o, i, bias=False))
         return cls(spec, (out_size, in_size), tiles)

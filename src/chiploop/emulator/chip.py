@@ -1,171 +1,177 @@
-"""A chip: named crossbars plus the digital periphery, and the MLP that runs on it.
+"""A chip: named crossbars, each with a role, and the digital parameters beside them.
 
-Forward pass of layer ``l`` (SCIENCE.md §1)::
+A network reads its weights through :meth:`Chip.read`; a learning rule's update signals reach the
+crossbars through :meth:`Chip.apply` and nothing else writes a weight. Roles say what a crossbar
+is for, so that nobody has to guess it from its name:
 
-    a_l = W_l x̂_{l-1} + b_l      (analog MVM on crossbar l, digital bias b_l)
-    h_l = f(a_l)                  (digital activation; the last layer is linear: logits)
+* ``weight``: a weight matrix of the network (``layer0``, ``W_rec``, ...), with a digital bias;
+* ``decorrelator``: ``R`` read before a weight crossbar, ``x̂ = R x`` (SCIENCE.md §5);
+* ``feedback``: a fixed matrix a rule reads errors through (feedback alignment's ``B``).
 
-Learning never happens here: :meth:`MLP.apply` hands each layer's ``(x, d)`` to
-``crossbar.update`` and nothing else writes a weight.
+Crossbars beyond the network's own are *requested* by the learning rule
+(:class:`CrossbarRequest`) and made by :meth:`Chip.install` with the chip's technology (or a
+digital one, or a device of their own), so a rule never mutates the chip it is handed.
+:meth:`Chip.shadow` is the one exact float copy that the update probe, curvature, deployment and
+weight export use.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 
 from chiploop.emulator.crossbar import Crossbar
+from chiploop.emulator.ideal import IdealCrossbar
+
+Role = Literal["weight", "decorrelator", "feedback"]
+ROLES: tuple[str, ...] = ("weight", "decorrelator", "feedback")
+
+# factory(name, out, in) -> a crossbar of the chip's technology; its device draws derive from ``name``
+CrossbarFactory = Callable[[str, int, int], Crossbar]
 
 
-def _relu_grad(a: torch.Tensor) -> torch.Tensor:
-    return (a > 0).to(a.dtype)
-
-
-def _tanh_grad(a: torch.Tensor) -> torch.Tensor:
-    return 1 - torch.tanh(a) ** 2
-
-
-def _sigmoid_grad(a: torch.Tensor) -> torch.Tensor:
-    s = torch.sigmoid(a)
-    return s * (1 - s)
-
-
-# name -> (f, f'); both act elementwise on pre-activations a (batch, out)
-ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
-    "relu": (torch.relu, _relu_grad),
-    "tanh": (torch.tanh, _tanh_grad),
-    "sigmoid": (torch.sigmoid, _sigmoid_grad),
-}
-
-
-@dataclass(eq=False)
-class Chip:
-    """Crossbars by name and the digital biases beside them.
-
-    Weight layers are ``layer0``, ``layer1``, ...; a decorrelated layer ``l`` also has
-    ``decorr{l}`` (its ``R``). ``factory(out, in, index)`` makes more crossbars of the chip's
-    technology (read-only feedback crossbars, say).
-    """
-
-    crossbars: dict[str, Crossbar]
-    biases: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (out,)
-    factory: Callable[[int, int, int], Crossbar] | None = None
-
-    def clone(self) -> Chip:
-        """An exact, independent copy of every crossbar's device state and every bias."""
-        return Chip({k: xb.clone() for k, xb in self.crossbars.items()},
-                    {k: b.clone() for k, b in self.biases.items()}, self.factory)
-
-    def weights(self) -> dict[str, torch.Tensor]:
-        """The exact weights of every crossbar."""
-        return {k: xb.weights() for k, xb in self.crossbars.items()}
-
-
-# perturb(l, x̂_{l-1}) -> a term added to a_l, or None
-Perturbation = Callable[[int, torch.Tensor], "torch.Tensor | None"]
+def ideal_factory(name: str, out_size: int, in_size: int) -> Crossbar:
+    """Exact float crossbars (the ideal chip)."""
+    return IdealCrossbar(torch.zeros(out_size, in_size))
 
 
 @dataclass(frozen=True)
-class Trace:
-    """What one forward pass saw, per layer ``l``: its input ``x̂_{l-1}`` and pre-activation ``a_l``."""
+class CrossbarRequest:
+    """A crossbar a learning rule needs beside the network's weights, and its initial matrix.
 
-    inputs: list[torch.Tensor]   # (batch, in_l), the vectors the crossbar was driven with
-    preacts: list[torch.Tensor]  # (batch, out_l), a_l after the digital bias
-    output: torch.Tensor         # (batch, out_L), the network output (logits)
+    ``technology``: ``chip`` makes it with the chip's own factory (same devices as the weights),
+    ``digital`` as an exact float matrix in the periphery, ``device`` with ``make(name, out, in)``
+    (a decorrelator on a device of its own, say). A ``decorrelator`` names the weight crossbar it
+    reads before (``feeds``).
+    """
+
+    name: str
+    role: Role
+    W: torch.Tensor                                   # (out, in), programmed once at install
+    technology: Literal["chip", "digital", "device"] = "chip"
+    make: CrossbarFactory | None = None               # for technology "device"
+    feeds: str | None = None                          # decorrelator: the weight crossbar it feeds
 
 
 @dataclass(frozen=True)
 class LayerSignal:
     """What a learning rule hands to crossbar ``name``'s update: ``ΔW = -lr * d^T x``.
 
-    A weight layer's digital bias moves by ``-lr * bias_grad`` (``d.sum(0)`` unless given).
+    A crossbar with a digital bias moves it by ``-lr * bias_grad`` (``d.sum(0)`` unless given).
     ``lr`` overrides the run's learning rate (decorrelation uses its own ``eta``).
     """
 
     name: str        # crossbar key in the chip, e.g. "layer0"
-    x: torch.Tensor  # (batch, in)
-    d: torch.Tensor  # (batch, out), an estimate of dL/da (gradient-descent sign)
+    x: torch.Tensor  # (rows, in)
+    d: torch.Tensor  # (rows, out), an estimate of dL/da (gradient-descent sign)
     lr: float | None = None
     bias_grad: torch.Tensor | None = None  # (out,)
 
 
-def init_weights(sizes: Sequence[int], generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``W_l, b_l ~ U(-1/sqrt(in), 1/sqrt(in))``, as ``torch.nn.Linear`` draws them, from ``generator``."""
-    params = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        bound = 1 / math.sqrt(n_in)
-        W = (torch.rand(n_out, n_in, generator=generator) * 2 - 1) * bound
-        b = (torch.rand(n_out, generator=generator) * 2 - 1) * bound
-        params.append((W, b))
-    return params
-
-
 @dataclass(eq=False)
-class MLP:
-    """A multilayer perceptron whose weight layers are the crossbars of ``chip``."""
+class Chip:
+    """Crossbars by name with their roles, digital biases, and which decorrelator feeds which weight."""
 
-    sizes: tuple[int, ...]
-    activation: str
-    chip: Chip
+    crossbars: dict[str, Crossbar] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=dict)
+    biases: dict[str, torch.Tensor] = field(default_factory=dict)   # weight name -> (out,)
+    decorrelators: dict[str, str] = field(default_factory=dict)     # weight name -> decorrelator name
+    factory: CrossbarFactory | None = None
 
-    @classmethod
-    def build(cls, sizes: Sequence[int], activation: str, make_crossbar: Callable[[int, int, int], Crossbar],
-              generator: torch.Generator) -> MLP:
-        """Make one crossbar per layer with ``make_crossbar(out, in, l)`` and program seeded weights."""
-        crossbars, biases = {}, {}
-        for l, (W, b) in enumerate(init_weights(sizes, generator)):
-            xb = make_crossbar(*W.shape, l)
-            xb.program(W)
-            crossbars[f"layer{l}"], biases[f"layer{l}"] = xb, b
-        return cls(tuple(sizes), activation, Chip(crossbars, biases, make_crossbar))
+    def add(self, name: str, crossbar: Crossbar, role: Role, bias: torch.Tensor | None = None) -> Crossbar:
+        """Put ``crossbar`` on the chip as ``name`` with ``role`` (and a digital bias)."""
+        if name in self.crossbars:
+            raise ValueError(f"the chip already has a crossbar named {name!r}")
+        if role not in ROLES:
+            raise ValueError(f"role {role!r}: allowed {', '.join(ROLES)}")
+        self.crossbars[name], self.roles[name] = crossbar, role
+        if bias is not None:
+            self.biases[name] = bias
+        return crossbar
 
-    @property
-    def names(self) -> list[str]:
-        return [f"layer{l}" for l in range(len(self.sizes) - 1)]
+    def make(self, name: str, W: torch.Tensor, role: Role, bias: torch.Tensor | None = None) -> Crossbar:
+        """A crossbar of the chip's technology named ``name``, programmed with ``W`` (out, in)."""
+        xb = (self.factory or ideal_factory)(name, *W.shape)
+        xb.program(W)
+        return self.add(name, xb, role, bias)
 
-    def crossbar(self, l: int) -> Crossbar:
-        return self.chip.crossbars[f"layer{l}"]
+    def install(self, requests: Sequence[CrossbarRequest]) -> None:
+        """Make and program every requested crossbar (see :class:`CrossbarRequest`)."""
+        for r in requests:
+            if r.technology == "chip":
+                self.make(r.name, r.W, r.role)
+            else:
+                xb = IdealCrossbar(torch.zeros(r.W.shape)) if r.technology == "digital" else r.make(r.name, *r.W.shape)
+                xb.program(r.W)
+                self.add(r.name, xb, r.role)
+            if r.role == "decorrelator":
+                if r.feeds not in self.crossbars or self.roles[r.feeds] != "weight":
+                    raise ValueError(f"decorrelator {r.name!r} feeds {r.feeds!r}, which is not a weight crossbar")
+                self.decorrelators[r.feeds] = r.name
 
-    def f(self, a: torch.Tensor) -> torch.Tensor:
-        return ACTIVATIONS[self.activation][0](a)
+    def named(self, role: Role) -> list[str]:
+        """The names of the crossbars with ``role``, in the order they were added."""
+        return [name for name, r in self.roles.items() if r == role]
 
-    def f_prime(self, a: torch.Tensor) -> torch.Tensor:
-        return ACTIVATIONS[self.activation][1](a)
+    # ------------------------------------------------------------------ what a network does
+    def read(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward read of weight crossbar ``name``: ``(x̂, W x̂)`` with ``x̂ = R x`` read on its
+        decorrelator first when it has one, else ``x̂ = x``. ``x`` is (rows, in)."""
+        R = self.decorrelators.get(name)
+        x_hat = x if R is None else self.crossbars[R].forward(x)
+        return x_hat, self.crossbars[name].forward(x_hat)
 
-    def forward(self, x: torch.Tensor, perturb: Perturbation | None = None) -> tuple[torch.Tensor, Trace]:
-        """Run ``x`` (batch, in) through the chip.
-
-        Layer ``l`` reads ``x̂ = R_l h`` on ``decorr{l}`` if the chip has one; ``perturb(l, x̂)``
-        may return a term added to ``a_l`` (node or weight perturbation).
-        """
-        inputs, preacts = [], []
-        h = x
-        last = len(self.sizes) - 2
-        crossbars = self.chip.crossbars
-        for l, name in enumerate(self.names):
-            decorrelator = crossbars.get(f"decorr{l}")
-            if decorrelator is not None:
-                h = decorrelator.forward(h)
-            inputs.append(h)
-            a = crossbars[name].forward(h) + self.chip.biases[name]
-            if perturb is not None:
-                extra = perturb(l, h)
-                if extra is not None:
-                    a = a + extra
-            preacts.append(a)
-            h = a if l == last else self.f(a)
-        return h, Trace(inputs, preacts, h)
-
+    # ------------------------------------------------------------------ what the training loop does
     def apply(self, signals: Sequence[LayerSignal], lr: float) -> None:
-        """Hand each signal to its crossbar's pulsed update; weight layers' biases update digitally."""
+        """Hand each signal to its crossbar's pulsed update (then the device's per-batch step);
+        digital biases update as ``b -= lr * bias_grad``."""
         for s in signals:
             step = lr if s.lr is None else s.lr
-            xb = self.chip.crossbars[s.name]
+            xb = self.crossbars[s.name]
             xb.update(s.x, s.d, step)
             xb.post_update_step()
-            bias = self.chip.biases.get(s.name)
+            bias = self.biases.get(s.name)
             if bias is not None:
                 bias.sub_(step * (s.d.sum(0) if s.bias_grad is None else s.bias_grad))
+
+    # ------------------------------------------------------------------ what the experimenter does
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The exact weights of every crossbar."""
+        return {k: xb.weights() for k, xb in self.crossbars.items()}
+
+    def _like(self, crossbars: dict[str, Crossbar], biases: dict[str, torch.Tensor],
+              factory: CrossbarFactory | None = None) -> Chip:
+        return Chip(crossbars, dict(self.roles), biases, dict(self.decorrelators), factory)
+
+    def clone(self) -> Chip:
+        """An exact, independent copy of every crossbar's device state and every bias."""
+        return self._like({k: xb.clone() for k, xb in self.crossbars.items()},
+                          {k: b.clone() for k, b in self.biases.items()}, self.factory)
+
+    def restore(self, source: Chip) -> None:
+        """Put this chip, a :meth:`clone` of ``source``, back into ``source``'s exact state, in place."""
+        for name, xb in self.crossbars.items():
+            xb.restore(source.crossbars[name])
+        for name, b in self.biases.items():
+            b.copy_(source.biases[name])
+
+    def shadow(self, dtype: torch.dtype = torch.float64) -> Chip:
+        """The chip's digital shadow: every crossbar an exact :class:`IdealCrossbar` of its exact
+        weights in ``dtype``, biases copied. Its reads are exact, so a network unrolled on it is a
+        plain float network that autograd can differentiate (set ``requires_grad`` on its tensors)."""
+        return self._like({k: IdealCrossbar(xb.weights().to(dtype)) for k, xb in self.crossbars.items()},
+                          {k: b.to(dtype, copy=True) for k, b in self.biases.items()}, ideal_factory)
+
+    def replaced(self, make: Callable[[str, Crossbar], Crossbar], role: Role = "weight") -> Chip:
+        """A copy whose ``role`` crossbars are ``make(name, crossbar)`` (fresh inference tiles, say)
+        and whose other crossbars are exact float copies; biases copied."""
+        crossbars = {k: make(k, xb) if self.roles[k] == role else IdealCrossbar(xb.weights().to(torch.float32))
+                     for k, xb in self.crossbars.items()}
+        return self._like(crossbars, {k: b.clone() for k, b in self.biases.items()})
+
+    def describe(self) -> dict[str, Any]:
+        """Roles and decorrelator links as plain data (saved beside the weights)."""
+        return {"roles": dict(self.roles), "decorrelators": dict(self.decorrelators)}

@@ -11,7 +11,7 @@ one :class:`SpecError` naming the file, the field, the value and what is allowed
     card = best_card(["runs/a-s0", "runs/a-s1", "runs/a-s2"])   # or card_from_run("runs/a-s0")
     write_card(card, "card.yaml")
     card = load_card("card.yaml")
-    rule = card_rule(card)                                          # on your own Chip / MLP
+    rule = card_rule(card)                                          # on your own network
     spec = experiment_from_card(card, ["model.sizes=[64, 32, 10]", "seed=1"])
 """
 
@@ -269,11 +269,11 @@ def best_card(run_dirs: Iterable[str | Path], metric: str = "test_acc", device: 
 # ------------------------------------------------------------------------------------- using one
 
 def card_rule(card: RuleCard):
-    """The card's learning rule object (decorrelation applied), ready for ``rule.init(model, generator)``
-    and ``rule.signals(...)`` on your own :class:`~chiploop.emulator.MLP` / Chip."""
-    from chiploop.learning import decorrelate, make_rule
-    rule = make_rule(card.rule.name, card.rule.options)
-    return decorrelate(rule, card.decorrelation) if card.decorrelation is not None else rule
+    """The card's learning rule object (decorrelation chained), ready for ``chip.install(rule.crossbars(
+    network, generator))``, ``rule.init(network, generator)`` and ``rule.signals(...)`` on your own network."""
+    from chiploop.learning import chain, decorrelate, make_rule
+    return chain(make_rule(card.rule.name, card.rule.options),
+                 decorrelate(card.decorrelation) if card.decorrelation is not None else None)
 
 
 def experiment_from_card(card: RuleCard, overrides: Iterable[str] = (), source: str = "<card>") -> ExperimentSpec:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from chiploop.devices.spec import DeviceSpec
-from chiploop.emulator import MLP, Chip, IdealCrossbar
+from chiploop.emulator import Network
 from chiploop.emulator.inference import InferenceCrossbar
 from chiploop.specs import SpecError, spec_field
 
@@ -66,37 +66,29 @@ def modes(device: DeviceSpec) -> list[tuple[str, bool]]:
     return [("none", False)] if method == "none" else [(method, True), ("none", False)]
 
 
-def inference_model(model: MLP, device: DeviceSpec, compensation: bool) -> MLP:
-    """The same network with every weight layer on fresh (unprogrammed) inference crossbars;
+def inference_model(network: Network, device: DeviceSpec, compensation: bool) -> Network:
+    """The same network with every weight crossbar on fresh (unprogrammed) inference crossbars;
     decorrelators exact, biases copied."""
-    crossbars = {}
-    for name, xb in model.chip.crossbars.items():
-        if name in model.names:
-            crossbars[name] = InferenceCrossbar.create(device, *xb.shape, compensation)
-        else:
-            crossbars[name] = IdealCrossbar(xb.weights().to(torch.float32))
-    return MLP(model.sizes, model.activation, Chip(crossbars, {k: b.clone() for k, b in model.chip.biases.items()}))
+    return network.on(network.chip.replaced(
+        lambda name, xb: InferenceCrossbar.create(device, *xb.shape, compensation)))
 
 
-def _test_metrics(model: MLP, task: Task) -> tuple[float, float]:
+def _test_metrics(network: Network, task: Task) -> tuple[float, float]:
     x, y = task.split("test")
-    out, _ = model.forward(x)
+    out = network.unroll(x).output
     return task.loss.accuracy(out, y), task.loss(out, y).item()
 
 
-def exact_accuracy(model: MLP, task: Task) -> float:
+def exact_accuracy(network: Network, task: Task) -> float:
     """Test accuracy of the trained weights read exactly (the digital shadow): the reference."""
-    shadow = MLP(model.sizes, model.activation,
-                 Chip({k: IdealCrossbar(v.to(torch.float32)) for k, v in model.chip.weights().items()},
-                      {k: b.clone() for k, b in model.chip.biases.items()}))
     with torch.no_grad():
-        return _test_metrics(shadow, task)[0]
+        return _test_metrics(network.on(network.chip.shadow(torch.float32)), task)[0]
 
 
-def evaluate_over_time(model: MLP, task: Task, device_spec: DeviceSpec,
+def evaluate_over_time(network: Network, task: Task, device_spec: DeviceSpec,
                        times: Sequence[float] = DEFAULT_TIMES, repeats: int = 5,
                        generator: torch.Generator | None = None) -> list[dict]:
-    """Program ``model``'s trained weights into inference tiles ``repeats`` times; after each
+    """Program ``network``'s trained weights into inference tiles ``repeats`` times; after each
     programming, drift to every time in ``times`` and measure test accuracy, with and without
     drift compensation.
 
@@ -109,17 +101,17 @@ def evaluate_over_time(model: MLP, task: Task, device_spec: DeviceSpec,
     if repeats < 1:
         raise SpecError("repeats", repeats, "1 <= value")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    weights = model.chip.weights()
+    weights = network.chip.weights()
     rows = []
     with torch.no_grad():
         for repeat in range(repeats):
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
             for label, compensation in modes(device_spec):
-                net = inference_model(model, device_spec, compensation)
-                layers = [net.chip.crossbars[name] for name in net.names]
+                net = inference_model(network, device_spec, compensation)
+                layers = [net.chip.crossbars[name] for name in net.chip.named("weight")]
                 with torch.random.fork_rng(devices=[]):  # same noise draws for every compensation mode
                     torch.manual_seed(seed)
-                    for name, xb in zip(net.names, layers):
+                    for name, xb in zip(net.chip.named("weight"), layers):
                         xb.program(weights[name])
                     for t in times:
                         for xb in layers:
@@ -197,7 +189,7 @@ def evaluate_run(run_dir: str | Path, times: Sequence[float] | None = None, repe
     from chiploop.experiments.results import csv_text, write_atomic
     from chiploop.experiments.spec import experiment_from_data
     from chiploop.experiments.tasks import make_task
-    from chiploop.experiments.weights import load_weights, shadow_from_weights
+    from chiploop.experiments.weights import load_layout, load_weights, shadow_from_weights
 
     run_dir = Path(run_dir)
     path = run_dir / "result.json"
@@ -218,7 +210,7 @@ def evaluate_run(run_dir: str | Path, times: Sequence[float] | None = None, repe
         raise SpecError("--repeats", repeats, "1 <= value")
     arrays = load_weights(run_dir / "weights.npz")
     check_arrays(arrays, spec.model.sizes, str(run_dir / "weights.npz"))
-    model = shadow_from_weights(arrays, spec.model.sizes, spec.model.activation)
+    model = shadow_from_weights(arrays, load_layout(run_dir / "weights.npz"), spec.model)
     task = make_task(spec.task)
     torch.set_num_threads(spec.threads)
     rows = evaluate_over_time(model, task, spec.device, times, repeats,

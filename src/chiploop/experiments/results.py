@@ -21,9 +21,18 @@ def versions() -> dict[str, str]:
     return {"chiploop": chiploop.__version__, "torch": torch.__version__, "aihwkit": aihwkit.__version__}
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` (text or bytes) to ``path`` through a temporary file in the same folder and
-    ``os.replace``, so that a reader sees the old file or the new one, never half of one."""
+    ``os.replace``, so that a reader sees the old file or the new one, never half of one. The file
+    gets the permissions any new file would (``0666`` less the umask), so collaborators on a shared
+    file system can read results."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -31,6 +40,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
             f.write(data)
             f.flush()
+            os.chmod(fd, 0o666 & ~current_umask())  # mkstemp makes the file owner-only; a plain open would not
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -54,7 +64,7 @@ class Result:
 
     spec: dict[str, Any]
     spec_hash: str
-    status: str                      # "ok" or "diverged"
+    status: str                      # "ok", "diverged" or "interrupted"
     history: list[dict[str, float]]  # one row per epoch (epoch 0 = before training)
     final: dict[str, float]
     wall_s: float

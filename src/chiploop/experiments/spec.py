@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from chiploop.devices.spec import DeviceSpec
+from chiploop.emulator.networks import MLPSpec, NetworkSpec
 from chiploop.experiments.inference import InferenceRunSpec
 from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.learning.diagnostics import DiagnosticsSpec
@@ -21,9 +23,13 @@ from chiploop.specs import SpecError, from_mapping, load_yaml, parse_override, s
 @dataclass(frozen=True)
 class TaskSpec:
     """The data set. ``digits``: sklearn's 8x8 digits, pixels scaled to [0, 1], stratified split.
-    ``teacher_student``: inputs uniform in [0, 1]^d labelled by a random teacher MLP."""
+    ``teacher_student``: inputs uniform in [0, 1]^d labelled by a random teacher MLP. Sequences (for
+    recurrent networks, (samples, time, features)): ``seq_digits`` (the digits read row by row),
+    ``mnist1d`` (Greydanus 2020, generated from its templates), ``delayed_xor`` (two cues ``delay``
+    steps apart), ``pattern_generation`` (a sum of sinusoids from frozen random spikes)."""
 
-    name: Literal["digits", "teacher_student"] = spec_field("digits", doc="data set")
+    name: Literal["digits", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation"] = \
+        spec_field("digits", doc="data set")
     seed: int = spec_field(0, doc="seed of the data split and the teacher (fixed across run seeds)", low=0)
     val_fraction: float = spec_field(0.15, doc="share of the non-test data held out for validation",
                                      low=0.0, high=0.9)
@@ -35,6 +41,10 @@ class TaskSpec:
         "classification", doc="teacher-student target: argmax class or the teacher's output")
     label_noise: float = spec_field(0.0, doc="share of labels redrawn at random (classification) or std of "
                                     "added Gaussian noise (regression)", low=0.0, high=10.0)
+    delay: int = spec_field(5, doc="delayed_xor: steps between the two cues", unit="steps", low=0, high=1000)
+    steps: int = spec_field(50, doc="pattern_generation: sequence length", unit="steps", low=2, high=100000)
+    channels: int = spec_field(20, doc="pattern_generation: input spike channels", low=1)
+    outputs: int = spec_field(2, doc="pattern_generation: target signals", low=1)
 
     def __post_init__(self) -> None:
         if len(self.teacher_sizes) < 2 or min(self.teacher_sizes) < 1:
@@ -44,24 +54,47 @@ class TaskSpec:
         if self.kind == "classification" and self.label_noise > 1:
             raise SpecError("label_noise", self.label_noise, "0 <= value <= 1 for classification")
 
+    @classmethod
+    def from_value(cls, value: Any, name: str = "task") -> TaskSpec:
+        """A task name (``task: digits``) or a mapping (``task: {name: digits, seed: 1}``)."""
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, Mapping):
+            names = ", ".join(typing.get_args(typing.get_type_hints(cls)["name"]))
+            raise SpecError(name, value, f"a task name ({names}) or a mapping such as {{name: digits, seed: 0}}")
+        return from_mapping(cls, value, prefix=name + ".")
+
+    @property
+    def sequential(self) -> bool:
+        """Whether samples are sequences (samples, time, features), for recurrent networks."""
+        return self.name in ("seq_digits", "mnist1d", "delayed_xor", "pattern_generation")
+
     @property
     def dims(self) -> tuple[int, int]:
-        """(input width, output width) the model must have."""
-        if self.name == "digits":
-            return 64, 10
+        """(input width, output width) the model must have (per time step for sequences)."""
+        fixed = {"digits": (64, 10), "seq_digits": (8, 10), "mnist1d": (1, 10), "delayed_xor": (2, 2)}
+        if self.name in fixed:
+            return fixed[self.name]
+        if self.name == "pattern_generation":
+            return self.channels, self.outputs
         return self.teacher_sizes[0], self.teacher_sizes[-1]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """An MLP: layer widths (input first) and the hidden activation; the output layer is linear."""
+ModelSpec = MLPSpec  # the default network's spec
 
-    sizes: tuple[int, ...] = spec_field((64, 64, 10), doc="layer widths, input first")
-    activation: Literal["relu", "tanh", "sigmoid"] = spec_field("relu", doc="hidden activation f")
 
-    def __post_init__(self) -> None:
-        if len(self.sizes) < 2 or min(self.sizes) < 1:
-            raise SpecError("sizes", list(self.sizes), "at least two positive widths, e.g. [64, 64, 10]")
+def check_dims(model: NetworkSpec, task: TaskSpec) -> None:
+    """The network's input and output widths must be the task's, and a sequence task needs a network
+    that reads sequences."""
+    if task.sequential != model.sequential:
+        kinds = "a recurrent network (kind: rnn)" if task.sequential else "a feedforward network (kind: mlp)"
+        raise SpecError("model.kind", model.kind, f"{kinds} for task {task.name}")
+    n_in, n_out = task.dims
+    if model.dims != (n_in, n_out):
+        field, value = ("model.sizes", list(model.sizes)) if hasattr(model, "sizes") else ("model", list(model.dims))
+        raise SpecError(field, value, f"{n_in} inputs and {n_out} outputs for task {task.name}"
+                        if field == "model" else f"widths starting with {n_in} and ending with {n_out} "
+                        f"for task {task.name}")
 
 
 @dataclass(frozen=True)
@@ -73,8 +106,19 @@ class RuleSpec:
 
     @classmethod
     def from_value(cls, value: Any, name: str = "rule") -> RuleSpec:
+        """``rule: NAME``, ``rule: {name: NAME, OPTION: value, ...}`` (options flat, like a device's
+        fields) or ``rule: {name: NAME, options: {OPTION: value}}``: all three mean the same."""
         if isinstance(value, str):
             value = {"name": value}
+        if not isinstance(value, Mapping):
+            raise SpecError(name, value, "a rule name or a mapping such as {name: feedback_alignment, "
+                            "feedback: analog}")
+        flat = {k: v for k, v in value.items() if k not in ("name", "options")}
+        if flat:
+            if "options" in value:
+                raise SpecError(f"{name}.options", value["options"], "options either beside name "
+                                f"({', '.join(flat)}) or under options:, not both")
+            value = {"name": value.get("name", "backprop"), "options": flat}
         spec = from_mapping(cls, value, prefix=name + ".")
         from chiploop.learning import make_rule
         make_rule(spec.name, spec.options, field=name)  # validates the name and options now
@@ -83,11 +127,12 @@ class RuleSpec:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """One training run: a task, an MLP on a chip of ``device`` crossbars, a rule and a schedule."""
+    """One training run: a task, a network on a chip of ``device`` crossbars, a rule and a schedule."""
 
     name: str = spec_field("run", doc="a label for the run")
     task: TaskSpec = spec_field(default_factory=TaskSpec, doc="data set")
-    model: ModelSpec = spec_field(default_factory=ModelSpec, doc="network")
+    model: NetworkSpec = spec_field(default_factory=MLPSpec, doc="network: {kind: mlp, sizes, activation} "
+                                    "(kind defaults to mlp)")
     device: DeviceSpec = spec_field(default_factory=lambda: DeviceSpec.from_value("ideal"),
                                     doc="crossbar device: a preset name or {preset: NAME, field: value}")
     crossbar: Literal["auto", "ideal", "analog"] = spec_field(
@@ -109,15 +154,12 @@ class ExperimentSpec:
     schedule: Literal["constant", "cosine"] = spec_field(
         "constant", doc="lr over epochs: constant, or cosine from lr towards 0 (Loshchilov & Hutter 2017)")
     batch_size: int = spec_field(32, doc="mini-batch size", unit="samples", low=1)
-    epochs: int = spec_field(10, doc="passes over the training set", low=0)
+    epochs: int = spec_field(10, doc="passes over the training set", low=1)
     seed: int = spec_field(0, doc="seed of weights, batch order and the rule's own draws", low=0)
     threads: int = spec_field(1, doc="torch threads (aihwkit kernels are single-threaded)", low=1, high=256)
 
     def __post_init__(self) -> None:
-        n_in, n_out = self.task.dims
-        if (self.model.sizes[0], self.model.sizes[-1]) != (n_in, n_out):
-            raise SpecError("model.sizes", list(self.model.sizes),
-                            f"widths starting with {n_in} and ending with {n_out} for task {self.task.name}")
+        check_dims(self.model, self.task)
         if self.crossbar == "ideal" and not self.device.is_float:
             raise SpecError("crossbar", self.crossbar, f"'auto' or 'analog' for the pulsed device "
                             f"{self.device.preset or 'spec'} (ideal crossbars are exact float)")
@@ -143,18 +185,27 @@ class ExperimentSpec:
 
 
 def experiment_from_data(data: Mapping, overrides: Iterable[str] = (), source: str | None = None) -> ExperimentSpec:
-    """Validate a mapping (plus ``key=value`` overrides) into an ExperimentSpec."""
+    """Validate a mapping (plus ``key=value`` overrides) into an ExperimentSpec. An error in a field
+    an override set is attributed to ``--set KEY=VALUE``, not to the file."""
     data = dict(data)
+    keys = {}
     for text in overrides:
         try:
             key, value = parse_override(text)
         except SpecError as err:
             raise err.in_source("--set") from None
         data = set_override(data, key, value)
-    return from_mapping(ExperimentSpec, data, source=source or "<spec>")
+        keys[key] = text
+    try:
+        return from_mapping(ExperimentSpec, data)
+    except SpecError as err:
+        for key, text in keys.items():
+            if err.field == key or err.field.startswith(key + "."):
+                raise err.in_source(f"--set {text}") from None
+        raise err.in_source(source or "<spec>") from None
 
 
-SHORTHANDS = {"device": "preset", "rule": "name"}  # `device: reram-sb` means `device: {preset: reram-sb}`
+SHORTHANDS = {"device": "preset", "rule": "name", "task": "name"}  # `device: reram-sb` = `device: {preset: reram-sb}`
 
 
 def set_override(data: Mapping, dotted_key: str, value: Any) -> dict:
@@ -168,6 +219,11 @@ def set_override(data: Mapping, dotted_key: str, value: Any) -> dict:
 
 
 def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec:
-    """Read an experiment YAML file, apply ``--set`` overrides, validate everything."""
-    return experiment_from_data(load_yaml(path), overrides, source=str(path))
+    """Read an experiment YAML file, apply ``--set`` overrides, validate everything. An empty file is
+    an error (it would silently train every default)."""
+    data = load_yaml(path)
+    if not data:
+        raise SpecError("<file>", str(path), "an experiment spec with at least one field, e.g. "
+                        "`task: digits`, `device: reram-sb`, `rule: backprop` (see experiments/*.yaml)", str(path))
+    return experiment_from_data(data, overrides, source=str(path))
 

@@ -1,7 +1,10 @@
-"""Data sets, made on the machine with no downloads: sklearn's digits and teacher-student data."""
+"""Data sets, made on the machine with no downloads: sklearn's digits, teacher-student data, and
+sequence tasks for recurrent networks (inputs (samples, time, features))."""
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +12,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from chiploop.emulator.chip import init_weights
+from chiploop.emulator.networks import init_weights
 from chiploop.experiments.spec import TaskSpec
 from chiploop.learning.loss import Loss
 
@@ -75,7 +78,72 @@ def teacher_student(spec: TaskSpec) -> Task:
     return _split(x.numpy(), y.numpy(), spec, stratify=False, loss=Loss("mse"))
 
 
-TASKS = {"digits": digits, "teacher_student": teacher_student}
+def seq_digits(spec: TaskSpec) -> Task:
+    """sklearn's digits read row by row: 8 steps of 8 pixels (/ 16), 10 classes; the split of ``digits``."""
+    data = load_digits()
+    return _split(data.data.reshape(-1, 8, 8) / 16.0, data.target, spec, stratify=True, loss=Loss("cross_entropy"))
+
+
+def mnist1d(spec: TaskSpec) -> Task:
+    """MNIST-1D (Greydanus 2020, "Scaling down deep learning"): 40 steps x 1 input, 10 classes, generated
+    by the ``mnist1d`` package's own ``make_dataset`` from its templates with its published arguments
+    (5000 samples, seed 42: 4000 train / 1000 test as published; never its download path). The
+    validation split is drawn from the 4000 with ``task.seed``. NumPy's global generator, which the
+    package seeds, is put back afterwards."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    state = np.random.get_state()
+    py_state = random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(state)
+        random.setstate(py_state)
+    as_seq = lambda a: a[:, :, None].astype(np.float32)  # noqa: E731
+    x_train, x_val, y_train, y_val = train_test_split(as_seq(data["x"]), data["y"], test_size=spec.val_fraction,
+                                                      random_state=spec.seed, stratify=data["y"])
+    as_x = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    as_y = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
+    return Task(as_x(x_train), as_y(y_train), as_x(x_val), as_y(y_val), as_x(as_seq(data["x_test"])),
+                as_y(data["y_test"]), Loss("cross_entropy"))
+
+
+def delayed_xor(spec: TaskSpec) -> Task:
+    """Two cues ``c1, c2 = ±1`` on channel 0 at steps 1 and ``2 + delay``, a go signal on channel 1 at the
+    last step (``T = delay + 4``); the class is 1 when the cues differ (their XOR), read at the end.
+    Inputs carry N(0, 0.1²) noise; ``n_samples`` trials from ``task.seed``."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    steps, n = spec.delay + 4, spec.n_samples
+    cues = torch.randint(0, 2, (n, 2), generator=gen).float() * 2 - 1
+    x = 0.1 * torch.randn(n, steps, 2, generator=gen)
+    x[:, 1, 0] += cues[:, 0]
+    x[:, 2 + spec.delay, 0] += cues[:, 1]
+    x[:, -1, 1] += 1.0
+    y = (cues[:, 0] != cues[:, 1]).long()
+    return _split(x.numpy(), y.numpy(), spec, stratify=True, loss=Loss("cross_entropy"))
+
+
+def pattern_generation(spec: TaskSpec) -> Task:
+    """The e-prop / RFLO demonstration (Bellec et al. 2020, Fig. 2; Murray 2019): from one frozen input of
+    ``channels`` random spike trains (each step a spike with probability 0.1), generate ``outputs`` target
+    signals, each a sum of three sinusoids (periods 0.5, 1, 2 x the sequence, random phases and amplitudes
+    in [0.5, 2]), on every step (MSE). Every sample is that same trial, with fresh N(0, 0.05²) jitter on
+    the inputs, so the splits measure how well the pattern is held, not generalisation."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    steps, n = spec.steps, spec.n_samples
+    spikes = (torch.rand(steps, spec.channels, generator=gen) < 0.1).float()
+    t = torch.arange(steps, dtype=torch.float32)[:, None]
+    periods = torch.tensor([0.5, 1.0, 2.0]) * steps
+    phase = torch.rand(spec.outputs, 3, generator=gen) * 2 * math.pi
+    amplitude = 0.5 + 1.5 * torch.rand(spec.outputs, 3, generator=gen)
+    target = (amplitude[None] * torch.sin(2 * math.pi * t[:, :, None] / periods + phase[None])).sum(2) / 3
+    x = spikes[None] + 0.05 * torch.randn(n, steps, spec.channels, generator=gen)
+    y = target[None].expand(n, steps, spec.outputs).clone()
+    return _split(x.numpy(), y.numpy(), spec, stratify=False, loss=Loss("mse"))
+
+
+TASKS = {"digits": digits, "teacher_student": teacher_student, "seq_digits": seq_digits, "mnist1d": mnist1d,
+         "delayed_xor": delayed_xor, "pattern_generation": pattern_generation}
 
 
 def make_task(spec: TaskSpec) -> Task:

@@ -6,61 +6,67 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from chiploop.emulator import MLP, make_crossbar
+from chiploop.emulator import Network, chip_factory
 from chiploop.experiments.inference import evaluate_over_time, exact_accuracy, final_metrics, summarise
 from chiploop.experiments.plots import diagnostics_plots, inference_plot
 from chiploop.experiments.results import Result
 from chiploop.experiments.spec import ExperimentSpec
 from chiploop.experiments.tasks import Task, make_task
 from chiploop.experiments.weights import save_weights
-from chiploop.learning import decorrelate, inject, make_rule
+from chiploop.learning import chain, decorrelate, inject, make_rule
 from chiploop.learning.curvature import curvature_report
 from chiploop.learning.diagnostics import diagnostics_summary, probe
+from chiploop.learning.learner import Learner
 from chiploop.learning.rule import LearningRule
 
 
 @dataclass(eq=False)
 class Run:
-    """Everything a training run holds: its spec, data, model on its chip, rule and generator."""
+    """Everything a training run holds: its spec, data, the learner (network on its chip, rule and
+    its state) and the run's generator."""
 
     spec: ExperimentSpec
     task: Task
-    model: MLP
-    rule: LearningRule
-    state: object
+    learner: Learner
     generator: torch.Generator
     steps: int = 0                                   # training steps taken
     diagnostics: list[dict] = field(default_factory=list)  # one row per (probe, layer, part)
 
     @classmethod
     def build(cls, spec: ExperimentSpec) -> Run:
-        """Draw weights, feedback and batch order from one generator seeded by ``spec.seed``."""
+        """Draw weights, the rule's crossbars (feedback), its state and the batch order from one
+        generator seeded by ``spec.seed``, in that order."""
         generator = torch.Generator().manual_seed(spec.seed)
-        ideal = spec.ideal_crossbars
-        model = MLP.build(spec.model.sizes, spec.model.activation,
-                          lambda o, i, l: make_crossbar(spec.device, o, i, ideal, l), generator)
-        rule = make_rule(spec.rule.name, spec.rule.options)
-        if spec.decorrelation is not None:
-            rule = decorrelate(rule, spec.decorrelation)
-        if spec.injected is not None:  # outermost: it perturbs the estimate of the rule as run
-            rule = inject(rule, spec.injected)
-        return cls(spec, make_task(spec.task), model, rule, rule.init(model, generator), generator)
+        network = spec.model.build(chip_factory(spec.device, spec.ideal_crossbars), generator)
+        task = make_task(spec.task)
+        return cls(spec, task, Learner.create(network, experiment_rule(spec), task.loss, generator, spec.rule.name),
+                   generator)
+
+    @property
+    def network(self) -> Network:
+        return self.learner.network
+
+    @property
+    def rule(self) -> LearningRule:
+        return self.learner.rule
+
+    @property
+    def state(self) -> Any:
+        return self.learner.state
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float, epoch: int = 0) -> None:
-        """One mini-batch: forward on the chip, the rule's signals, pulsed updates (probed first,
-        on clones, every ``diagnostics.every`` steps)."""
+        """One mini-batch (probed first, on clones, every ``diagnostics.every`` steps)."""
         every = self.spec.diagnostics
         if every is not None and self.steps % every.every == 0:
-            rows = probe(self.model, self.rule, self.state, (x, y), self.task.loss, lr, every.repeats)
+            rows = probe(self.network, self.rule, self.state, (x, y), self.task.loss, lr, every.repeats)
             self.diagnostics += [{"step": self.steps, "epoch": epoch, **row} for row in rows]
         self.steps += 1
-        _, trace = self.model.forward(x)
-        signals, self.state = self.rule.signals(self.model, trace, (x, y), self.task.loss, self.state)
-        self.model.apply(signals, lr)
+        self.learner.step(x, y, lr)
 
     def epoch(self, epoch: int = 1) -> None:
         """Pass ``epoch`` (1-based) over the training set in a seeded random order."""
@@ -73,13 +79,13 @@ class Run:
 
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy of the chip (its own noisy reads) on every split, and the rule's report."""
-        row = dict(self.rule.report(self.state)) if hasattr(self.rule, "report") else {}
+        row = dict(self.rule.report(self.state))
         with torch.no_grad():
             for split in ("train", "val", "test"):
                 x, y = self.task.split(split)
                 if len(x) == 0:
                     continue
-                out, _ = self.model.forward(x)
+                out = self.network.unroll(x).output
                 row[f"{split}_loss"] = self.task.loss(out, y).item()
                 row[f"{split}_acc"] = self.task.loss.accuracy(out, y)
         if "test_loss" in row:
@@ -89,15 +95,26 @@ class Run:
     def curvature(self) -> dict[str, float]:
         """Curvature and margin of the training loss at the chip's exact weights (its digital shadow)."""
         with torch.enable_grad():
-            return curvature_report(self.model, self.task.x_train, self.task.y_train, self.task.loss,
+            return curvature_report(self.network, self.task.x_train, self.task.y_train, self.task.loss,
                                     torch.Generator().manual_seed(self.spec.seed))
+
+
+def experiment_rule(spec: ExperimentSpec) -> LearningRule:
+    """The spec's rule, then decorrelation, then injected bias/variance (it perturbs the estimate
+    of the rule as run, decorrelation's own updates left alone)."""
+    return chain(make_rule(spec.rule.name, spec.rule.options),
+                 decorrelate(spec.decorrelation) if spec.decorrelation is not None else None,
+                 inject(spec.injected) if spec.injected is not None else None)
 
 
 DIVERGED = 100.0  # a training loss this many times the untrained one ends the run as diverged
 
 
 def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: bool = True) -> Result:
-    """Train ``spec`` to the end (or until the loss diverges); write the run dir if ``out_dir``."""
+    """Train ``spec`` to the end (or until the loss diverges); write the run dir if ``out_dir``.
+
+    An interrupt (KeyboardInterrupt) during the epochs ends the run with status ``interrupted``: the
+    finished epochs are written like any result, then :class:`RunInterrupted` is raised."""
     torch.set_num_threads(spec.threads)
     start = time.perf_counter()
     run = Run.build(spec)
@@ -107,18 +124,23 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
     status = "ok"
     bar = tqdm(range(1, spec.epochs + 1), desc=f"{spec.name} [{spec.device.preset or 'device'}]",
                disable=not progress, leave=False)
-    with torch.no_grad():
-        for epoch in bar:
-            run.epoch(epoch)
-            row = {"epoch": epoch, "lr": spec.lr_at(epoch), **run.evaluate()}
-            if spec.curvature == "epochs":
-                row.update(run.curvature())
-            row["wall_s"] = time.perf_counter() - start
-            history.append(row)
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row.get('test_acc', float('nan')):.3f}")
-            if not math.isfinite(row["train_loss"]) or row["train_loss"] > DIVERGED * history[0]["train_loss"]:
-                status = "diverged"
-                break
+    try:
+        with torch.no_grad():
+            for epoch in bar:
+                run.epoch(epoch)
+                row = {"epoch": epoch, "lr": spec.lr_at(epoch), **run.evaluate()}
+                if spec.curvature == "epochs":
+                    row.update(run.curvature())
+                row["wall_s"] = time.perf_counter() - start
+                history.append(row)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row.get('test_acc', float('nan')):.3f}")
+                if not math.isfinite(row["train_loss"]) or row["train_loss"] > DIVERGED * history[0]["train_loss"]:
+                    status = "diverged"
+                    break
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI: keep the finished epochs
+        status = "interrupted"
+    finally:
+        bar.close()
     final = {k: v for k, v in history[-1].items() if k != "epoch"}
     if spec.curvature == "end" and status == "ok":
         final.update(run.curvature())
@@ -126,18 +148,30 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
         final.update(diagnostics_summary(run.diagnostics))
     inference = []
     if spec.inference is not None and status == "ok":  # deploy: program, drift, evaluate (SCIENCE.md §6)
-        inference = evaluate_over_time(run.model, run.task, spec.device, spec.inference.times,
+        inference = evaluate_over_time(run.network, run.task, spec.device, spec.inference.times,
                                        spec.inference.repeats, torch.Generator().manual_seed(spec.seed))
-        final["inf_exact_acc"] = exact_accuracy(run.model, run.task)
+        final["inf_exact_acc"] = exact_accuracy(run.network, run.task)
         final.update(final_metrics(summarise(inference)))
     result = Result(spec.to_dict(), spec.spec_hash(), status, history, final, time.perf_counter() - start,
                     diagnostics=run.diagnostics, inference=inference)
     if out_dir is not None:
         result.write(out_dir)
-        save_weights(run.model, Path(out_dir) / "weights.npz")
+        save_weights(run.network.chip, Path(out_dir) / "weights.npz")
         if result.diagnostics:
             diagnostics_plots(result.diagnostics, out_dir)
         if result.inference:
             inference_plot(summarise(result.inference), Path(out_dir) / "inference.png", final["inf_exact_acc"],
                            f"{spec.name}: {spec.device.inference.noise_model} inference tiles")
+    if status == "interrupted":
+        raise RunInterrupted(result, out_dir)
     return result
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by an interrupt after ``len(result.history) - 1`` epochs; ``result`` (status
+    ``interrupted``) was written to ``out_dir`` when there was one. A KeyboardInterrupt, so code that
+    catches ``Exception`` (a sweep recording failed runs) lets it through."""
+
+    def __init__(self, result: Result, out_dir: str | Path | None):
+        super().__init__(f"interrupted after {len(result.history) - 1} epochs")
+        self.result, self.out_dir = result, out_dir

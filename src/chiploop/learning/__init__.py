@@ -6,19 +6,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from chiploop.learning.backprop import Backprop
-from chiploop.learning.decorrelation import DecorrelationSpec, decorrelate
+from chiploop.learning.bptt import BPTT
+from chiploop.learning.decorrelation import Decorrelate, DecorrelationSpec, decorrelate
 from chiploop.learning.direct_feedback_alignment import DirectFeedbackAlignment
+from chiploop.learning.eprop import EProp
 from chiploop.learning.feedback_alignment import FeedbackAlignment
-from chiploop.learning.injected import InjectedSpec, inject
+from chiploop.learning.injected import Inject, InjectedSpec, inject
 from chiploop.learning.loss import Loss
 from chiploop.learning.node_perturbation import NodePerturbation
-from chiploop.learning.rule import LearningRule
+from chiploop.learning.rule import Chain, LearningRule, Transform, chain
 from chiploop.learning.sign_symmetry import SignSymmetry
 from chiploop.learning.weight_perturbation import SPSA, WeightPerturbation
 from chiploop.specs import SpecError, from_mapping
 
 # name -> rule class; a rule's options are its dataclass fields
-RULES: dict[str, type] = {
+RULES: dict[str, type[LearningRule]] = {
     "backprop": Backprop,
     "feedback_alignment": FeedbackAlignment,
     "direct_feedback_alignment": DirectFeedbackAlignment,
@@ -26,6 +28,8 @@ RULES: dict[str, type] = {
     "weight_perturbation": WeightPerturbation,
     "spsa": SPSA,
     "node_perturbation": NodePerturbation,
+    "bptt": BPTT,
+    "eprop": EProp,
 }
 
 
@@ -36,5 +40,14 @@ def make_rule(name: str, options: Mapping[str, Any] | None = None, field: str = 
     return from_mapping(RULES[name], options or {}, prefix=f"{field}.options.")
 
 
-__all__ = ["Backprop", "DecorrelationSpec", "DirectFeedbackAlignment", "FeedbackAlignment", "InjectedSpec",
-           "LearningRule", "Loss", "RULES", "SignSymmetry", "decorrelate", "inject", "make_rule"]
+def register(name: str, rule_class: type[LearningRule]) -> type[LearningRule]:
+    """Make ``rule: NAME`` in a spec build ``rule_class`` (its options are its dataclass fields)."""
+    if name in RULES and RULES[name] is not rule_class:
+        raise ValueError(f"a rule named {name!r} is already registered ({RULES[name].__name__})")
+    RULES[name] = rule_class
+    return rule_class
+
+
+__all__ = ["BPTT", "Backprop", "Chain", "EProp", "Decorrelate", "DecorrelationSpec", "DirectFeedbackAlignment", "FeedbackAlignment",
+           "Inject", "InjectedSpec", "LearningRule", "Loss", "NodePerturbation", "RULES", "SPSA", "SignSymmetry",
+           "Transform", "WeightPerturbation", "chain", "decorrelate", "inject", "make_rule", "register"]

@@ -1,14 +1,12 @@
 """Curvature and margin of the training loss at a chip's weights (SCIENCE.md §4).
 
-Everything here runs on the chip's *digital shadow*: the exact weights
-``model.chip.weights()[f"layer{l}"]`` and the digital biases, run as a plain float torch MLP
-with the model's activation and a linear last layer. Nothing goes through the crossbars, so
-there is no read noise and the numbers are deterministic given the generator. A chip with
-decorrelation layers (``decorr{l}``) reads ``x̂ = R_l h``; the shadow applies the exact ``R_l``
-too, as a fixed matrix: it is not a parameter of the loss (the loss's gradient never trains it),
-so the Hessian is over the weights and biases only. The parameter vector is
-``θ = (W_0, b_0, W_1, b_1, ...)`` and the loss is ``L(θ) = loss(shadow(x; θ), y)``, the mean
-over the batch.
+Everything here runs on the chip's *digital shadow* (:mod:`chiploop.learning.shadow`): the
+network's own ``unroll`` on exact float copies of every crossbar, so any network works and there
+is no read noise; the numbers are deterministic given the generator. A decorrelator ``R`` before
+a weight crossbar is applied exactly, as a fixed matrix: it is not a parameter of the loss (the
+loss's gradient never trains it), so the Hessian is over the weight crossbars and their biases.
+The parameter vector is ``θ = (W_a, b_a, W_b, b_b, ...)`` in graph order and the loss is
+``L(θ) = loss(shadow(x; θ), y)``, the mean over the batch.
 
 Measures:
 
@@ -42,67 +40,22 @@ import math
 
 import torch
 
-from chiploop.emulator import MLP
-from chiploop.emulator.chip import ACTIVATIONS
+from chiploop.emulator import Network
 from chiploop.learning.loss import Loss
+from chiploop.learning.shadow import shadow_loss, shadow_output, shadow_parameters
 
 __all__ = ["curvature_report", "hessian_trace", "hessian_vector_product", "output_margin",
-           "shadow_loss", "shadow_logits", "shadow_parameters", "top_hessian_eigenvalue"]
-
-
-def shadow_parameters(model: MLP, dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
-    """``[W_0, b_0, W_1, b_1, ...]``: fresh ``dtype`` copies of the chip's exact weights and biases."""
-    weights = model.chip.weights()
-    params = []
-    for name in model.names:
-        params.append(weights[name].detach().to(dtype).clone())
-        params.append(model.chip.biases[name].detach().to(dtype).clone())
-    return params
-
-
-def _decorrelators(model: MLP, dtype: torch.dtype) -> list[torch.Tensor | None]:
-    """The exact ``R_l`` of every layer's decorrelation crossbar, or None where there is none."""
-    crossbars = model.chip.crossbars
-    out = []
-    for l in range(len(model.names)):
-        xb = crossbars.get(f"decorr{l}")
-        out.append(None if xb is None else xb.weights().detach().to(dtype))
-    return out
-
-
-def shadow_logits(params: list[torch.Tensor], model: MLP, x: torch.Tensor) -> torch.Tensor:
-    """The shadow network's output (batch, out) for parameters ``[W_0, b_0, ...]``; differentiable."""
-    if len(params) != 2 * len(model.names):
-        raise ValueError(f"expected {2 * len(model.names)} parameters (W_l, b_l per layer), got {len(params)}")
-    f = ACTIVATIONS[model.activation][0]
-    dtype = params[0].dtype
-    h = x.to(dtype)
-    last = len(model.names) - 1
-    for l, R in enumerate(_decorrelators(model, dtype)):
-        if R is not None:
-            h = h @ R.T
-        a = h @ params[2 * l].T + params[2 * l + 1]
-        h = a if l == last else f(a)
-    return h
-
-
-def _target(y: torch.Tensor, loss: Loss, dtype: torch.dtype) -> torch.Tensor:
-    return y.long() if loss.kind == "cross_entropy" else y.to(dtype)
-
-
-def shadow_loss(params: list[torch.Tensor], model: MLP, x: torch.Tensor, y: torch.Tensor, loss: Loss) -> torch.Tensor:
-    """The training loss ``L(θ)`` of the shadow network on ``(x, y)``: a differentiable scalar."""
-    return loss(shadow_logits(params, model, x), _target(y, loss, params[0].dtype))
+           "shadow_loss", "shadow_output", "shadow_parameters", "top_hessian_eigenvalue"]
 
 
 class _HVP:
     """Hessian-vector products of ``L`` at fixed parameters, sharing one first-order graph."""
 
-    def __init__(self, model: MLP, x: torch.Tensor, y: torch.Tensor, loss: Loss, dtype: torch.dtype):
+    def __init__(self, network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, dtype: torch.dtype):
         if len(x) == 0:
             raise ValueError("curvature of an empty batch")
-        self.params = [p.requires_grad_(True) for p in shadow_parameters(model, dtype)]
-        value = shadow_loss(self.params, model, x, y, loss)
+        self.params = [p.requires_grad_(True) for p in shadow_parameters(network, dtype)]
+        value = shadow_loss(self.params, network, x, y, loss)
         self.grads = torch.autograd.grad(value, self.params, create_graph=True)
         self.numel = sum(p.numel() for p in self.params)
 
@@ -144,14 +97,14 @@ class _HVP:
         return out
 
 
-def hessian_vector_product(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: Loss, v: torch.Tensor,
+def hessian_vector_product(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, v: torch.Tensor,
                            dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``H v`` for one flat vector ``v`` over ``θ = (W_0, b_0, ...)`` flattened in that order."""
-    hvp = _HVP(model, x, y, loss, dtype)
+    hvp = _HVP(network, x, y, loss, dtype)
     return hvp(v.to(dtype))
 
 
-def top_hessian_eigenvalue(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: Loss, iters: int = 100,
+def top_hessian_eigenvalue(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, iters: int = 100,
                            tol: float = 1e-6, generator: torch.Generator | None = None,
                            dtype: torch.dtype = torch.float64) -> float:
     """The eigenvalue of ``∇²_θ L`` of largest magnitude (with its sign), by power iteration.
@@ -163,7 +116,7 @@ def top_hessian_eigenvalue(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: L
     """
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
-    hvp = _HVP(model, x, y, loss, dtype)
+    hvp = _HVP(network, x, y, loss, dtype)
     v = torch.randn(hvp.numel, generator=generator, dtype=dtype)
     v = v / v.norm()
     lam_old = None
@@ -181,7 +134,7 @@ def top_hessian_eigenvalue(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: L
     return lam
 
 
-def hessian_trace(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: Loss, samples: int = 100,
+def hessian_trace(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, samples: int = 100,
                   generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
                   batch: int | None = None) -> float:
     """Hutchinson's estimate ``(1/S) Σ_s v_sᵀ H v_s`` of ``tr ∇²_θ L``, ``v_s`` Rademacher from ``generator``.
@@ -192,9 +145,9 @@ def hessian_trace(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: Loss, samp
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    hvp = _HVP(model, x, y, loss, dtype)
+    hvp = _HVP(network, x, y, loss, dtype)
     if batch is None:  # per probe: its parameter-sized vectors and its copy of the batch's activations
-        batch = max(1, 2**22 // (hvp.numel + len(x) * sum(model.sizes)))
+        batch = max(1, 2**22 // (hvp.numel + len(x) * _width(network)))
     total, done = 0.0, 0
     while done < samples:
         k = min(batch, samples - done)
@@ -204,7 +157,13 @@ def hessian_trace(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: Loss, samp
     return total / samples
 
 
-def output_margin(model: MLP, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype = torch.float64) -> dict[str, float]:
+def _width(network: Network) -> int:
+    """Numbers per sample a pass keeps: the input and every weight crossbar's outputs."""
+    shapes = [network.chip.crossbars[name].shape for name in network.weight_names]
+    return shapes[0][1] + sum(out for out, _ in shapes)
+
+
+def output_margin(network: Network, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype = torch.float64) -> dict[str, float]:
     """Margins of the shadow's logits ``z`` on labels ``y`` (classification).
 
     ``m_b = z_{b,y_b} − max_{j≠y_b} z_{b,j}``; returns ``margin_min = min_b m_b``,
@@ -213,8 +172,8 @@ def output_margin(model: MLP, x: torch.Tensor, y: torch.Tensor, dtype: torch.dty
     if len(x) == 0:
         raise ValueError("margin of an empty batch")
     with torch.no_grad():
-        params = shadow_parameters(model, dtype)
-        z = shadow_logits(params, model, x)
+        params = shadow_parameters(network, dtype)
+        z = shadow_output(params, network, x)
         if z.shape[1] < 2:
             raise ValueError("the output margin needs at least two classes")
         y = y.long()
@@ -224,24 +183,27 @@ def output_margin(model: MLP, x: torch.Tensor, y: torch.Tensor, dtype: torch.dty
         others[rows, y] = -math.inf
         m = correct - others.max(1).values
         lipschitz = 1.0
-        for W, R in zip(params[0::2], _decorrelators(model, dtype)):
-            A = W if R is None else W @ R
+        chip = network.chip
+        for name in network.weight_names:
+            A = chip.crossbars[name].weights().to(dtype)
+            if name in chip.decorrelators:
+                A = A @ chip.crossbars[chip.decorrelators[name]].weights().to(dtype)
             lipschitz *= torch.linalg.matrix_norm(A, ord=2).item()
     m_min = m.min().item()
     return {"margin_min": m_min, "margin_mean": m.mean().item(),
             "margin_normalised": m_min / lipschitz if lipschitz > 0 else math.nan}
 
 
-def curvature_report(model: MLP, x: torch.Tensor, y: torch.Tensor, loss: Loss, generator: torch.Generator,
+def curvature_report(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, generator: torch.Generator,
                      iters: int = 100, samples: int = 1000, tol: float = 1e-6,
                      dtype: torch.dtype = torch.float64) -> dict[str, float]:
     """What a run records at its end: ``hessian_top_eig``, ``hessian_trace`` and, for
     cross-entropy, ``margin_min``, ``margin_mean``, ``margin_normalised`` (see the module docstring)."""
     report = {
-        "hessian_top_eig": top_hessian_eigenvalue(model, x, y, loss, iters=iters, tol=tol, generator=generator,
+        "hessian_top_eig": top_hessian_eigenvalue(network, x, y, loss, iters=iters, tol=tol, generator=generator,
                                                   dtype=dtype),
-        "hessian_trace": hessian_trace(model, x, y, loss, samples=samples, generator=generator, dtype=dtype),
+        "hessian_trace": hessian_trace(network, x, y, loss, samples=samples, generator=generator, dtype=dtype),
     }
     if loss.kind == "cross_entropy":
-        report.update(output_margin(model, x, y, dtype=dtype))
+        report.update(output_margin(network, x, y, dtype=dtype))
     return report

@@ -5,17 +5,15 @@ your gradient descent"; Dalm, van Gerven & Ahmad 2024)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, final
 
 import torch
 
 from chiploop.devices.spec import DeviceSpec
-from chiploop.emulator import MLP, LayerSignal, Trace, make_crossbar
+from chiploop.emulator import CrossbarRequest, LayerSignal, Network, Trace, make_crossbar
 from chiploop.learning.loss import Loss
-from chiploop.learning.rule import LearningRule
+from chiploop.learning.rule import Transform
 from chiploop.specs import spec_field
-
-DECORRELATOR_INDEX = 200  # factory index of the first on-chip R (distinct device draws)
 
 
 @dataclass(frozen=True)
@@ -30,9 +28,16 @@ class DecorrelationSpec:
                                            "the chip's own)")
 
 
+def decorrelator_name(weight: str) -> str:
+    """The decorrelator that reads weight crossbar ``weight``'s input first."""
+    return f"decorr/{weight}"
+
+
+@final
 @dataclass(frozen=True)
-class Decorrelated:
-    """Wraps a rule: the chip reads ``x̂_{l-1} = R_l h_{l-1}`` before every weight layer, and::
+class Decorrelate(Transform):
+    """A decorrelator ``R`` before every weight crossbar: the chip reads ``x̂ = R h`` first (it is a
+    ``decorrelator`` crossbar linked to the weight; the network does not know), and::
 
         C = <x̂ x̂^T>_batch
         R <- R - eta [(1 - kappa) offdiag(C) + kappa diag(<x̂²> - 1)] R  =:  R - eta M R
@@ -42,31 +47,29 @@ class Decorrelated:
     R starts at the identity. The update ``M R = sum_j M[:, j] R[j, :]`` is applied as a pulsed
     update of R's crossbar with rows ``R[j, :]`` read by R's own transposed read of one-hot
     vectors (``R.backward(I)``), so an on-chip R learns through the same three verbs as W. The
-    wrapped rule sees the decorrelated inputs ``x̂`` in the trace.
+    rule before this transform sees the decorrelated inputs ``x̂`` in the trace; its signals pass
+    through, followed by one signal per R.
     """
 
-    rule: LearningRule
     spec: DecorrelationSpec
 
-    @property
-    def deterministic(self) -> bool:
-        return getattr(self.rule, "deterministic", False)
-
-    def init(self, model: MLP, generator: torch.Generator) -> Any:
-        chip = model.chip
-        for l, n_in in enumerate(model.sizes[:-1]):
-            if self.spec.on_chip:
-                device = self.spec.device
-                xb = (chip.factory(n_in, n_in, DECORRELATOR_INDEX + l) if device is None
-                      else make_crossbar(device, n_in, n_in, device.is_float, DECORRELATOR_INDEX + l))
+    def crossbars(self, network: Network, generator: torch.Generator) -> list[CrossbarRequest]:
+        out = []
+        for weight in network.weight_names:
+            n_in = network.chip.crossbars[weight].shape[1]
+            name, device = decorrelator_name(weight), self.spec.device
+            if not self.spec.on_chip:
+                where = {"technology": "digital"}
+            elif device is None:
+                where = {"technology": "chip"}
             else:
-                xb = make_crossbar(None, n_in, n_in, ideal=True)
-            xb.program(torch.eye(n_in))
-            chip.crossbars[f"decorr{l}"] = xb
-        return self.rule.init(model, generator)
+                where = {"technology": "device",
+                         "make": lambda n, o, i, d=device: make_crossbar(d, o, i, d.is_float, n)}
+            out.append(CrossbarRequest(name, "decorrelator", torch.eye(n_in), feeds=weight, **where))
+        return out
 
-    def decorrelation_signal(self, model: MLP, l: int, x_hat: torch.Tensor) -> LayerSignal:
-        """R_l's update ``ΔR = -eta M R`` as ``(x, d) = (R.backward(I), M^T)``."""
+    def signal(self, network: Network, weight: str, x_hat: torch.Tensor) -> LayerSignal:
+        """The update of the decorrelator before ``weight``: ``ΔR = -eta M R`` as ``(x, d) = (R.backward(I), M^T)``."""
         n = x_hat.shape[1]
         C = x_hat.T @ x_hat / len(x_hat)
         second_moment = torch.diagonal(C)
@@ -74,22 +77,20 @@ class Decorrelated:
         # rows of R grow without bound and blow up the input the moment the unit fires again
         variance_push = torch.where(second_moment > 0, second_moment - 1, torch.zeros_like(second_moment))
         M = (1 - self.spec.kappa) * (C - torch.diag(second_moment)) + self.spec.kappa * torch.diag(variance_push)
-        R = model.chip.crossbars[f"decorr{l}"]
-        rows = R.backward(torch.eye(n))  # (n, n): row j is R[j, :] as the chip reads it
-        return LayerSignal(f"decorr{l}", rows, M.T, lr=self.spec.eta)
+        name = network.chip.decorrelators[weight]
+        rows = network.chip.crossbars[name].backward(torch.eye(n))  # (n, n): row j is R[j, :] as the chip reads it
+        return LayerSignal(name, rows, M.T, lr=self.spec.eta)
 
-    def signals(self, model: MLP, trace: Trace, batch, loss: Loss, state: Any) -> tuple[list[LayerSignal], Any]:
-        signals, state = self.rule.signals(model, trace, batch, loss, state)
-        extra = [self.decorrelation_signal(model, l, x_hat) for l, x_hat in enumerate(trace.inputs)]
+    def update(self, network: Network, trace: Trace, batch, loss: Loss, signals: list[LayerSignal], state: Any
+               ) -> tuple[list[LayerSignal], Any]:
+        extra = [self.signal(network, w, trace.inputs[w]) for w in network.weight_names if w in network.chip.decorrelators]
         return signals + extra, state
 
-    def report(self, state: Any) -> dict[str, float]:
-        return self.rule.report(state) if hasattr(self.rule, "report") else {}
 
-
-def decorrelate(rule: LearningRule, spec: DecorrelationSpec | None = None, **options: Any) -> Decorrelated:
-    """``rule`` with decorrelation layers; options as in :class:`DecorrelationSpec`."""
-    return Decorrelated(rule, spec or DecorrelationSpec(**options))
+def decorrelate(spec: DecorrelationSpec | None = None, **options: Any) -> Decorrelate:
+    """The decorrelation transform; options as in :class:`DecorrelationSpec`. Use it in
+    ``chain(rule, decorrelate(...))``."""
+    return Decorrelate(spec or DecorrelationSpec(**options))
 
 
 def mean_abs_offdiag_correlation(x: torch.Tensor, centered: bool = False) -> float:

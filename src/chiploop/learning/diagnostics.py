@@ -2,9 +2,9 @@
 part the learning rule caused and the part the device caused (SCIENCE.md §3; Ghosh et al. 2023,
 "How gradient estimator variance and bias impact learning in neural networks", ICLR).
 
-For one batch and the chip's current state, per weight layer ``l``::
+For one batch and the chip's current state, per weight crossbar::
 
-    g          true gradient: ideal backprop on the exact weights (a float64 digital shadow)
+    g          true gradient: autograd through the network's unroll on the chip's float64 digital shadow
     ĝ_rule*    the rule run on that shadow (exact reads)            -> algorithmic error ĝ_rule* - g
     ĝ_rule     the rule run on a clone of the chip (its noisy reads) -> read error     ĝ_rule - ĝ_rule*
     ĝ_applied  -(W_after - W_before) / lr after the clone's pulsed update -> write error ĝ_applied - ĝ_rule
@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from chiploop.emulator import MLP, Chip, IdealCrossbar
-from chiploop.learning.backprop import Backprop
+from chiploop.emulator import Chip, IdealCrossbar, Network
 from chiploop.learning.loss import Loss
 from chiploop.learning.rule import LearningRule
+from chiploop.learning.shadow import true_gradient
 from chiploop.specs import spec_field
 
 PARTS = ("algorithmic", "read", "write", "physical", "total")
@@ -42,33 +42,19 @@ class DiagnosticsSpec:
     repeats: int = spec_field(8, doc="K: clones of the chip (and draws of the rule) per probe", low=2, high=10000)
 
 
-def probe_dtype(model: MLP) -> torch.dtype:
+def probe_dtype(chip: Chip) -> torch.dtype:
     """float64 on an all-ideal chip (so that rounding cannot pose as device error), else float32."""
-    return torch.float64 if all(isinstance(xb, IdealCrossbar) for xb in model.chip.crossbars.values()) \
-        else torch.float32
+    return torch.float64 if all(isinstance(xb, IdealCrossbar) for xb in chip.crossbars.values()) else torch.float32
 
 
-def shadow(model: MLP, dtype: torch.dtype = torch.float64) -> MLP:
-    """A copy of the chip with exact reads: every crossbar an IdealCrossbar of its exact weights."""
-    chip = Chip({k: IdealCrossbar(xb.weights().to(dtype)) for k, xb in model.chip.crossbars.items()},
-                {k: b.to(dtype, copy=True) for k, b in model.chip.biases.items()})
-    return MLP(model.sizes, model.activation, chip)
-
-
-def exact_copy(model: MLP, dtype: torch.dtype) -> MLP:
+def exact_copy(chip: Chip, dtype: torch.dtype) -> Chip:
     """An independent copy of the chip with all of its device state (ideal crossbars in ``dtype``)."""
-    crossbars = {k: IdealCrossbar(xb.weights().to(dtype)) if isinstance(xb, IdealCrossbar) else xb.clone()
-                 for k, xb in model.chip.crossbars.items()}
-    return MLP(model.sizes, model.activation,
-               Chip(crossbars, {k: b.to(dtype, copy=True) for k, b in model.chip.biases.items()}, model.chip.factory))
-
-
-def reset_copy(chip: MLP, model: MLP) -> None:
-    """Put ``chip``, an :func:`exact_copy` of ``model``, back into ``model``'s exact state, in place."""
-    for name, xb in chip.chip.crossbars.items():
-        xb.restore(model.chip.crossbars[name])
-    for name, b in chip.chip.biases.items():
-        b.copy_(model.chip.biases[name])
+    copied = chip.clone()
+    for name, xb in chip.crossbars.items():
+        if isinstance(xb, IdealCrossbar):
+            copied.crossbars[name] = IdealCrossbar(xb.weights().to(dtype))
+    copied.biases = {k: b.to(dtype, copy=True) for k, b in chip.biases.items()}
+    return copied
 
 
 def _cast(batch, dtype: torch.dtype):
@@ -76,41 +62,43 @@ def _cast(batch, dtype: torch.dtype):
     return x.to(dtype), (y.to(dtype) if y.is_floating_point() else y)
 
 
-def _estimates(model: MLP, rule: LearningRule, state: Any, batch, loss: Loss) -> tuple[dict[str, torch.Tensor], Any]:
-    """The rule's per-layer estimates ``ĝ = d^T x`` on ``model`` (as float64), and its new state."""
-    _, trace = model.forward(batch[0])
-    signals, state = rule.signals(model, trace, batch, loss, state)
-    return {s.name: s.d.T.double() @ s.x.double() for s in signals if s.name.startswith("layer")}, state
+def _estimates(network: Network, rule: LearningRule, state: Any, batch, loss: Loss
+               ) -> tuple[dict[str, torch.Tensor], Any]:
+    """The rule's estimates ``ĝ = d^T x`` of every weight crossbar (as float64), and its new state."""
+    trace = network.unroll(batch[0])
+    signals, state = rule.signals(network, trace, batch, loss, state)
+    return {s.name: s.d.T.double() @ s.x.double() for s in signals if network.chip.roles[s.name] == "weight"}, state
 
 
-def probe(model: MLP, rule: LearningRule, state: Any, batch, loss: Loss, lr: float, repeats: int
+def probe(network: Network, rule: LearningRule, state: Any, batch, loss: Loss, lr: float, repeats: int
           ) -> list[dict[str, float]]:
-    """One row per (layer, part): relative bias, relative variance, cosine with g, and ||g||."""
-    dtype = probe_dtype(model)
+    """One row per (weight crossbar, part): relative bias, relative variance, cosine with g, and ||g||."""
+    chip = network.chip
+    dtype = probe_dtype(chip)
     with torch.no_grad():
-        g, _ = _estimates(shadow(model), Backprop(), None, _cast(batch, torch.float64), loss)
+        g = true_gradient(network, _cast(batch, torch.float64), loss)
         samples: dict[str, dict[str, list[torch.Tensor]]] = {name: {p: [] for p in ("rule*", "rule", "applied")}
                                                              for name in g}
         batch = _cast(batch, dtype)
         state = copy.deepcopy(state)
-        before = {name: model.chip.crossbars[name].weights().double() for name in g}  # every clone starts here
-        rule_ideal = chip = None
+        before = {name: chip.crossbars[name].weights().double() for name in g}  # every clone starts here
+        rule_ideal = trial = None
         for _ in range(repeats):  # the same draw of the rule on the shadow and on the chip
-            if rule_ideal is None or not getattr(rule, "deterministic", False):
-                rule_ideal, _ = _estimates(shadow(model, dtype), rule, copy.deepcopy(state), batch, loss)
-            if chip is None:
-                chip = exact_copy(model, dtype)
+            if rule_ideal is None or not rule.deterministic:
+                rule_ideal, _ = _estimates(network.on(chip.shadow(dtype)), rule, copy.deepcopy(state), batch, loss)
+            if trial is None:
+                trial = network.on(exact_copy(chip, dtype))
             else:  # every repeat starts from the chip's state (fresh device noise: the RNG runs on)
-                reset_copy(chip, model)
-            _, trace = chip.forward(batch[0])
-            signals, state = rule.signals(chip, trace, batch, loss, state)
-            chip.apply(signals, lr)
-            for s in signals:
-                if s.name in g:
-                    samples[s.name]["rule*"].append(rule_ideal[s.name])
-                    samples[s.name]["rule"].append(s.d.T.double() @ s.x.double())
-                    samples[s.name]["applied"].append(-(chip.chip.crossbars[s.name].weights().double()
-                                                        - before[s.name]) / lr)
+                trial.chip.restore(chip)
+            trace = trial.unroll(batch[0])
+            signals, state = rule.signals(trial, trace, batch, loss, state)
+            trial.chip.apply(signals, lr)
+            asked = {s.name: s.d.T.double() @ s.x.double() for s in signals if s.name in g}
+            for name in g:  # a weight crossbar the rule leaves alone has the estimate 0
+                zero = torch.zeros_like(g[name])
+                samples[name]["rule*"].append(rule_ideal.get(name, zero))
+                samples[name]["rule"].append(asked.get(name, zero))
+                samples[name]["applied"].append(-(trial.chip.crossbars[name].weights().double() - before[name]) / lr)
     return [row for name in g for row in _summarise(name, g[name], samples[name])]
 
 

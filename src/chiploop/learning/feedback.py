@@ -1,4 +1,5 @@
-"""Fixed random feedback matrices, held digitally or on a read-only crossbar of the chip."""
+"""Fixed random feedback matrices, requested from the chip builder: digital, or read-only crossbars
+of the chip's own technology."""
 
 from __future__ import annotations
 
@@ -8,23 +9,22 @@ from typing import Literal
 
 import torch
 
-from chiploop.emulator import MLP, Crossbar, IdealCrossbar
-
-FEEDBACK_INDEX = 100  # factory index of the first feedback crossbar (distinct device draws)
+from chiploop.emulator import CrossbarRequest
 
 
-def random_feedback(model: MLP, shapes: Sequence[tuple[int, int]], generator: torch.Generator,
-                    where: Literal["digital", "analog"]) -> list[Crossbar]:
-    """One fixed ``B ~ U(-1/sqrt(in), 1/sqrt(in))`` of each ``(out, in)`` shape; the rule reads
-    ``B^T δ`` with ``B.backward(δ)``. ``analog`` programs B into crossbars of the chip's own
+def feedback_name(name: str) -> str:
+    """The feedback crossbar that stands in for weight crossbar ``name``'s transposed read."""
+    return f"feedback/{name}"
+
+
+def random_feedback(shapes: Sequence[tuple[str, tuple[int, int]]], generator: torch.Generator,
+                    where: Literal["digital", "analog"]) -> list[CrossbarRequest]:
+    """One fixed ``B ~ U(-1/sqrt(in), 1/sqrt(in))`` of each ``(name, (out, in))``, drawn in order; the
+    rule reads ``B^T δ`` with the crossbar's ``backward``. ``analog`` puts B on crossbars of the chip's
     technology, so the feedback read is noisy and quantised too; it is never updated."""
     out = []
-    for k, (n_out, n_in) in enumerate(shapes):
+    for name, (n_out, n_in) in shapes:
         B = (torch.rand(n_out, n_in, generator=generator) * 2 - 1) / math.sqrt(n_in)
-        if where == "digital":
-            out.append(IdealCrossbar(B))
-            continue
-        xb = model.chip.factory(n_out, n_in, FEEDBACK_INDEX + k)
-        xb.program(B)
-        out.append(xb)
+        out.append(CrossbarRequest(feedback_name(name), "feedback", B,
+                                   technology="digital" if where == "digital" else "chip"))
     return out

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, final
 
 import torch
 
-from chiploop.emulator import MLP, LayerSignal, Trace
+from chiploop.emulator import LayerSignal, Network, Trace
 from chiploop.learning.loss import Loss
-from chiploop.learning.rule import LearningRule
+from chiploop.learning.rule import Transform, own_generator
 from chiploop.specs import spec_field
 
 
@@ -25,9 +25,10 @@ class InjectedSpec:
                                  "||ξ|| = σ ||ĝ|| (relative variance σ²)", low=0.0)
 
 
+@final
 @dataclass(frozen=True)
-class Injected:
-    """Wraps a rule: every weight layer's estimate ``ĝ = d^T x`` (out x in) becomes::
+class Inject(Transform):
+    """Every weight crossbar's estimate from the rule before it ``ĝ = d^T x`` (out x in) becomes::
 
         ĝ' = ĝ + ξ - b ||ĝ|| u,     u = 1 / sqrt(n) (1, ..., 1),  n = out * in
         ξ  = σ ||ĝ|| ζ / ||ζ||,      ζ i.i.d. N(0, 1)
@@ -44,19 +45,17 @@ class Injected:
 
     The dense ``ĝ'`` is handed to the crossbar with the one-hot trick: ``x = I`` (in x in),
     ``d = ĝ'^T``, so the update ``-lr d^T x = -lr ĝ'`` runs through the same pulsed update as
-    any rule's. The digital bias keeps the wrapped rule's own gradient (``d.sum(0)``). Signals
-    of other crossbars (decorrelation's ``decorr{l}``) pass through unchanged. The noise is
-    drawn from the wrapper's own generator, seeded from the run's; the state is
-    ``(generator, inner state)``.
+    any rule's. The digital bias keeps the rule's own gradient (``d.sum(0)``). Signals of
+    crossbars that are not weights (decorrelators) pass through unchanged. The noise is drawn
+    from the transform's own generator (its state), seeded from the run's.
     """
 
-    rule: LearningRule
+    deterministic: ClassVar[bool] = False
+
     spec: InjectedSpec
 
-    def init(self, model: MLP, generator: torch.Generator) -> Any:
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        own = torch.Generator().manual_seed(seed)
-        return own, self.rule.init(model, generator)
+    def init(self, network: Network, generator: torch.Generator) -> torch.Generator:
+        return own_generator(generator)
 
     def inject(self, g_hat: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``ĝ + ξ - b ||ĝ|| u`` for one layer's estimate ``ĝ`` (out x in)."""
@@ -66,24 +65,20 @@ class Injected:
         offset = self.spec.bias * norm / math.sqrt(g_hat.numel())  # b ||ĝ|| u, entry by entry
         return g_hat + xi - offset
 
-    def signals(self, model: MLP, trace: Trace, batch, loss: Loss, state: Any) -> tuple[list[LayerSignal], Any]:
-        generator, inner = state
-        signals, inner = self.rule.signals(model, trace, batch, loss, inner)
-        out = []
+    def update(self, network: Network, trace: Trace, batch, loss: Loss, signals: list[LayerSignal],
+               state: torch.Generator) -> tuple[list[LayerSignal], Any]:
+        generator, out = state, []
         for s in signals:
-            if not s.name.startswith("layer"):
+            if network.chip.roles[s.name] != "weight":
                 out.append(s)
                 continue
             g_hat = self.inject(s.d.T @ s.x, generator)  # (out, in)
             bias_grad = s.d.sum(0) if s.bias_grad is None else s.bias_grad
             eye = torch.eye(s.x.shape[1], dtype=s.x.dtype)
             out.append(LayerSignal(s.name, eye, g_hat.T, lr=s.lr, bias_grad=bias_grad))
-        return out, (generator, inner)
-
-    def report(self, state: Any) -> dict[str, float]:
-        return self.rule.report(state[1]) if hasattr(self.rule, "report") else {}
+        return out, generator
 
 
-def inject(rule: LearningRule, spec: InjectedSpec | None = None, **options: Any) -> Injected:
-    """``rule`` with injected bias and variance; options as in :class:`InjectedSpec`."""
-    return Injected(rule, spec or InjectedSpec(**options))
+def inject(spec: InjectedSpec | None = None, **options: Any) -> Inject:
+    """The injection transform; options as in :class:`InjectedSpec`. Use it in ``chain(rule, inject(...))``."""
+    return Inject(spec or InjectedSpec(**options))

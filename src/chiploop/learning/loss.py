@@ -15,31 +15,50 @@ class Loss:
 
     Cross-entropy: ``L = -1/N sum_b log softmax(a_b)[y_b]``, ``dL/da = (softmax(a) - onehot(y)) / N``.
     MSE: ``L = 1/(N D) sum (a - y)^2``, ``dL/da = 2 (a - y) / (N D)``.
+
+    An output with a time axis, (batch, T, out) with targets (batch, T) or (batch, T, out), is a loss
+    on every step: the ``N = batch · T`` rows are averaged alike, and a sample's loss is the mean
+    over its steps.
     """
 
     kind: Literal["cross_entropy", "mse"]
 
+    def _rows(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if out.dim() == 3:
+            return out.reshape(-1, out.shape[-1]), target.reshape(-1, *target.shape[2:])
+        return out, target
+
     def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out, target = self._rows(out, target)
         if self.kind == "cross_entropy":
             return F.cross_entropy(out, target)
         return F.mse_loss(out, target)
 
     def per_sample(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Each sample's loss ``L_b`` (batch,); the loss is their mean."""
+        batch = len(out)
+        out, target = self._rows(out, target)
         if self.kind == "cross_entropy":
-            return F.cross_entropy(out, target, reduction="none")
-        return ((out - target) ** 2).mean(1)
+            rows = F.cross_entropy(out, target, reduction="none")
+        else:
+            rows = ((out - target) ** 2).mean(1)
+        return rows.view(batch, -1).mean(1) if len(rows) != batch else rows
 
     def grad(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``dL/d out`` (batch, out), the error at the output layer."""
+        """``dL/d out``, shaped like ``out``: the error at the output layer."""
+        shape = out.shape
+        out, target = self._rows(out, target)
         if self.kind == "cross_entropy":
             g = torch.softmax(out, dim=1)
             g[torch.arange(len(target)), target] -= 1
-            return g / len(target)
-        return 2 * (out - target) / out.numel()
+            g = g / len(target)
+        else:
+            g = 2 * (out - target) / out.numel()
+        return g.view(shape)
 
     def accuracy(self, out: torch.Tensor, target: torch.Tensor) -> float:
-        """Fraction of correct argmax predictions (classification), NaN for regression."""
+        """Fraction of correct argmax predictions (classification; every step counts), NaN for regression."""
         if self.kind != "cross_entropy":
             return float("nan")
+        out, target = self._rows(out, target)
         return (out.argmax(1) == target).float().mean().item()

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, final
 
 import torch
 
-from chiploop.emulator import MLP, LayerSignal, Trace
+from chiploop.emulator import LayerSignal, Network, Trace
 from chiploop.learning.loss import Loss
+from chiploop.learning.rule import LearningRule, own_generator
 from chiploop.specs import spec_field
 
 
+@final
 @dataclass(frozen=True)
-class NodePerturbation:
+class NodePerturbation(LearningRule):
     """Gradient estimate from two forward passes, a clean one and one with noise on every node::
 
         clean pass a_l (the training loop's ``trace``),  noisy pass ã_l = a_l + ξ_l + (propagated change),
@@ -26,7 +28,7 @@ class NodePerturbation:
         ΔW_l = -lr δ_l^T x̂_{l-1}                              (x̂ from the clean pass)
 
     ``N`` is the batch size (the training loss is the batch mean), ``n = Σ_l out_l`` the number
-    of nodes. ``np`` is an unbiased estimate of ``dL/da_l`` as σ -> 0 (``E[ξ ξ^T] = σ² I``).
+    of nodes (every weight crossbar's outputs). ``np`` is an unbiased estimate of ``dL/da_l`` as σ -> 0 (``E[ξ ξ^T] = σ² I``).
     ``anp`` (activity-based node perturbation) correlates ΔL with the measured activity change
     instead, normalised as in the authors' code; its expectation is the gradient transformed by
     the (positive semi-definite) covariance of Δa, so a scaled, not exact, gradient. It needs no
@@ -45,24 +47,37 @@ class NodePerturbation:
     sigma: float = spec_field(1e-3, doc="std of the noise ξ added to every pre-activation a_l",
                               unit="pre-activation units", low=0.0, high=10.0, low_open=True)
 
-    def init(self, model: MLP, generator: torch.Generator) -> Any:
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        return torch.Generator().manual_seed(seed)
+    def init(self, network: Network, generator: torch.Generator) -> Any:
+        return own_generator(generator)
 
-    def signals(self, model: MLP, trace: Trace, batch, loss: Loss, state: Any) -> tuple[list[LayerSignal], Any]:
+    def signals(self, network: Network, trace: Trace, batch, loss: Loss, state: Any
+                ) -> tuple[list[LayerSignal], Any]:
         x, y = batch
         n_batch = len(x)
-        xi = [self.sigma * torch.randn(a.shape, generator=state, dtype=a.dtype) for a in trace.preacts]
+        names = network.weight_names
+        xi = {name: self.sigma * torch.randn(trace.preacts[name].shape, generator=state,
+                                             dtype=trace.preacts[name].dtype) for name in names}
+        cursor = dict.fromkeys(names, 0)
+
+        def perturb(name: str, t: int, x_hat: torch.Tensor) -> torch.Tensor:
+            """The next rows of ξ: reads come in the order the trace stacks them (time steps of a sequence)."""
+            start = cursor[name]
+            cursor[name] += len(x_hat)
+            return xi[name][start:start + len(x_hat)]
+
         with torch.no_grad():
-            noisy_out, noisy = model.forward(x, perturb=lambda l, _x: xi[l])
-            dloss = (loss.per_sample(noisy_out, y) - loss.per_sample(trace.output, y)) / n_batch  # (batch,)
+            noisy = network.unroll(x, perturb=perturb)
+            dloss = (loss.per_sample(noisy.output, y) - loss.per_sample(trace.output, y)) / n_batch  # (batch,)
+
+        def per_row(v: torch.Tensor, rows: int) -> torch.Tensor:  # a sample's value on each of its rows
+            return v.repeat(rows // n_batch)[:, None]
+
         if self.variant == "np":
-            scale = (dloss / self.sigma ** 2)[:, None]
-            deltas = [scale * xi_l for xi_l in xi]
+            deltas = {name: per_row(dloss / self.sigma ** 2, len(xi[name])) * xi[name] for name in names}
         else:
-            da = [n - c for n, c in zip(noisy.preacts, trace.preacts)]
-            sq_norm = sum((d ** 2).sum(1) for d in da)  # (batch,), over all layers
-            n_nodes = sum(model.sizes[1:])
-            scale = (dloss * math.sqrt(n_nodes) / sq_norm.clamp_min(torch.finfo(sq_norm.dtype).tiny))[:, None]
-            deltas = [scale * d for d in da]
-        return [LayerSignal(name, trace.inputs[l], deltas[l]) for l, name in enumerate(model.names)], state
+            da = {name: noisy.preacts[name] - trace.preacts[name] for name in names}
+            sq_norm = sum((d ** 2).view(-1, n_batch, d.shape[1]).sum((0, 2)) for d in da.values())  # (batch,)
+            n_nodes = sum(d.shape[1] for d in da.values())
+            scale = dloss * math.sqrt(n_nodes) / sq_norm.clamp_min(torch.finfo(sq_norm.dtype).tiny)
+            deltas = {name: per_row(scale, len(d)) * d for name, d in da.items()}
+        return [LayerSignal(name, trace.inputs[name], deltas[name]) for name in names], state

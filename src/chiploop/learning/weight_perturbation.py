@@ -8,12 +8,13 @@ Control 37(3):332-341): the gradient from forward passes and the loss alone."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, final
 
 import torch
 
-from chiploop.emulator import MLP, LayerSignal, Trace
+from chiploop.emulator import LayerSignal, Network, Trace
 from chiploop.learning.loss import Loss
+from chiploop.learning.rule import LearningRule
 from chiploop.specs import spec_field
 
 _MASK64 = (1 << 64) - 1
@@ -67,7 +68,7 @@ class PerturbationState:
 
 
 @dataclass(frozen=True)
-class WeightPerturbation:
+class WeightPerturbation(LearningRule):
     """Two-sided weight perturbation of every layer at once::
 
         c_k = (L(W + ε P_k) - L(W - ε P_k)) / (2 ε),      k = 1..K   (K = ``samples``)
@@ -80,7 +81,7 @@ class WeightPerturbation:
     are needed; its variance grows with the number of weights.
 
     On the chip nothing is reprogrammed: the perturbation is added in the digital periphery
-    through ``MLP.forward(x, perturb=...)``, ``(W ± εP) x̂ + b ± ε p_b = W x̂ + b ± ε (P x̂ + p_b)``
+    through ``network.unroll(x, perturb=...)``, ``(W ± εP) x̂ + b ± ε p_b = W x̂ + b ± ε (P x̂ + p_b)``
     (rank-1: ``± ε (v·x̂ + 1) u``, one dot product). The ``2K`` passes run as one batch of
     ``2K·batch`` rows. The update is a pulsed crossbar update: rank-1 as one rank update per
     direction, ``x = [v_k]`` (K, in), ``d = [c_k u_k / K]`` (K, out); dense by the one-hot trick
@@ -107,21 +108,25 @@ class WeightPerturbation:
         True, doc="draw step t's directions from a generator seeded by (rule seed, t), so the chip can "
         "regenerate them and only one float32 per direction crosses the bus")
 
-    def init(self, model: MLP, generator: torch.Generator) -> PerturbationState:
+    def init(self, network: Network, generator: torch.Generator) -> PerturbationState:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        return PerturbationState(seed, torch.Generator().manual_seed(seed), 0, self.bus_bytes(model))
+        return PerturbationState(seed, torch.Generator().manual_seed(seed), 0, self.bus_bytes(network))
 
-    def bus_bytes(self, model: MLP) -> int:
+    @staticmethod
+    def shapes(network: Network) -> list[tuple[str, int, int]]:
+        """``(name, out, in)`` of every weight crossbar (each with a digital bias)."""
+        return [(name, *network.chip.crossbars[name].shape) for name in network.weight_names]
+
+    def bus_bytes(self, network: Network) -> int:
         """Bytes per step: the scalar ``c_k`` per direction, plus (without ``shared_seed``) the
         direction as float32: ``u, v`` for rank-1 (the bias direction is ``u``), ``P, p_b`` dense."""
         entries = 0
         if not self.shared_seed:
-            pairs = zip(model.sizes[:-1], model.sizes[1:])
             entries = sum(n_out + n_in if self.directions == "rank1" else n_out * n_in + n_out
-                          for n_in, n_out in pairs)
+                          for _, n_out, n_in in self.shapes(network))
         return FLOAT32_BYTES * (1 + entries) * self.samples
 
-    def report(self, state: PerturbationState) -> dict[str, float]:
+    def report(self, state: PerturbationState) -> dict[str, float]:  # type: ignore[override]
         return {"bus_bytes_per_step": state.bus_bytes_per_step}
 
     def _draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -129,43 +134,44 @@ class WeightPerturbation:
             return torch.randn(shape, generator=generator)
         return torch.randint(0, 2, shape, generator=generator).to(torch.float32) * 2 - 1
 
-    def draw(self, model: MLP, state: PerturbationState) -> list[LayerDirections]:
+    def draw(self, network: Network, state: PerturbationState) -> dict[str, LayerDirections]:
         """The directions of step ``state.step`` for every layer (consumes ``state.generator``
         unless ``shared_seed``)."""
         generator = (torch.Generator().manual_seed(step_seed(state.seed, state.step)) if self.shared_seed
                      else state.generator)
-        K, out = self.samples, []
-        for n_in, n_out in zip(model.sizes[:-1], model.sizes[1:]):
+        K, out = self.samples, {}
+        for name, n_out, n_in in self.shapes(network):
             if self.directions == "rank1":
-                out.append(LayerDirections(self._draw((K, n_out), generator), v=self._draw((K, n_in), generator)))
+                out[name] = LayerDirections(self._draw((K, n_out), generator), v=self._draw((K, n_in), generator))
             else:
                 dense = self._draw((K, n_out, n_in), generator)
-                out.append(LayerDirections(self._draw((K, n_out), generator), dense=dense))
+                out[name] = LayerDirections(self._draw((K, n_out), generator), dense=dense)
         return out
 
-    def loss_differences(self, model: MLP, batch, loss: Loss, directions: list[LayerDirections]) -> torch.Tensor:
+    def loss_differences(self, network: Network, batch, loss: Loss, directions: dict[str, LayerDirections]
+                         ) -> torch.Tensor:
         """``c_k = (L(W + εP_k) - L(W - εP_k)) / (2ε)`` (K,), from one batched forward pass of
         ``2K`` copies of the batch (rows ``[+P_1 .. +P_K, -P_1 .. -P_K]``)."""
         x, y = batch
         K, B = self.samples, len(x)
         sign = torch.tensor([self.epsilon, -self.epsilon]).view(2, 1, 1, 1)
 
-        def perturb(l: int, x_hat: torch.Tensor) -> torch.Tensor:
+        def perturb(name: str, t: int, x_hat: torch.Tensor) -> torch.Tensor:
             rows = x_hat.view(2, K, B, -1)
-            proj = torch.stack([directions[l].project(rows[0]), directions[l].project(rows[1])])  # (2, K, B, out)
+            proj = torch.stack([directions[name].project(rows[0]), directions[name].project(rows[1])])  # (2, K, B, out)
             return (sign * proj).flatten(0, 2)  # (2K B, out)
 
-        out, _ = model.forward(x.repeat(2 * K, *([1] * (x.dim() - 1))), perturb=perturb)
+        out = network.unroll(x.repeat(2 * K, *([1] * (x.dim() - 1))), perturb=perturb).output
         targets = y.repeat(2 * K, *([1] * (y.dim() - 1)))
         losses = loss.per_sample(out, targets).view(2, K, B).mean(2)  # (2, K): L(W + εP_k), L(W - εP_k)
         return (losses[0] - losses[1]) / (2 * self.epsilon)
 
-    def signals(self, model: MLP, trace: Trace, batch, loss: Loss, state: PerturbationState
+    def signals(self, network: Network, trace: Trace, batch, loss: Loss, state: PerturbationState
                 ) -> tuple[list[LayerSignal], PerturbationState]:
-        directions = self.draw(model, state)
-        c = self.loss_differences(model, batch, loss, directions)  # (K,)
+        directions = self.draw(network, state)
+        c = self.loss_differences(network, batch, loss, directions)  # (K,)
         K, signals = self.samples, []
-        for name, dirs in zip(model.names, directions):
+        for name, dirs in directions.items():
             bias_grad = c @ dirs.bias.to(c.dtype) / K  # (out,)
             if dirs.dense is None:
                 signals.append(LayerSignal(name, dirs.v, c[:, None] * dirs.bias.to(c.dtype) / K, bias_grad=bias_grad))
@@ -175,6 +181,7 @@ class WeightPerturbation:
         return signals, replace(state, step=state.step + 1)
 
 
+@final
 @dataclass(frozen=True)
 class SPSA(WeightPerturbation):
     """Simultaneous perturbation stochastic approximation (Spall 1992): weight perturbation

@@ -1,0 +1,136 @@
+"""The leaky rate RNN and its temporal rules: oracles against torch autograd on the ideal chip
+(SCIENCE.md §7), for relu, tanh and sigmoid, with the loss on the last step and on every step."""
+
+import pytest
+import torch
+
+from chiploop.emulator.networks import RNN
+from chiploop.emulator.periphery import ACTIVATIONS
+from chiploop.learning import Backprop, Loss
+from chiploop.learning.bptt import BPTT
+from chiploop.learning.curvature import hessian_vector_product
+from chiploop.learning.diagnostics import probe
+from chiploop.learning.eprop import EProp
+from chiploop.learning.shadow import true_gradient
+
+BOUND = 1e-6  # max abs difference of every update, float32 chip against float64 autograd
+CASES = [(a, r) for a in ("relu", "tanh", "sigmoid") for r in ("last", "every")]
+
+
+def problem(activation, readout, seed=0, steps=7):
+    gen = torch.Generator().manual_seed(seed)
+    net = RNN.build(3, 5, 4, 0.6, activation, readout, None, gen)
+    x = torch.randn(6, steps, 3, generator=gen)
+    y = torch.randint(0, 4, (6,) if readout == "last" else (6, steps), generator=gen)
+    return net, (x, y), Loss("cross_entropy")
+
+
+def autograd_updates(net, batch, loss, detach_recurrent=False, cut=None):
+    """``dL/dW`` (and dL/db) of a plain float64 transcription of the RNN's equations.
+
+    ``detach_recurrent``: ``h_{t-1}`` is a constant in ``W_rec h_{t-1}`` (e-prop's network).
+    ``cut``: the state entering step ``cut`` is detached (truncated BPTT of a last-step loss)."""
+    W = {k: net.chip.crossbars[k].weights().double().requires_grad_(True) for k in net.weight_names}
+    b = {k: v.double().requires_grad_(True) for k, v in net.chip.biases.items()}
+    f = ACTIVATIONS[net.activation].f
+    x, y = batch
+    a = torch.zeros(len(x), net.hidden, dtype=torch.float64)
+    h, outs = torch.zeros_like(a), []
+    for t in range(x.shape[1]):
+        if t == cut:
+            a, h = a.detach(), h.detach()
+        u = x[:, t].double() @ W["W_in"].T + (h.detach() if detach_recurrent else h) @ W["W_rec"].T + b["W_rec"]
+        a = (1 - net.alpha) * a + net.alpha * u
+        h = f(a)
+        outs.append(h @ W["W_out"].T + b["W_out"])
+    out = outs[-1] if net.readout == "last" else torch.stack(outs, 1)
+    grads = torch.autograd.grad(loss(out, y), [*W.values(), b["W_rec"], b["W_out"]])
+    return dict(zip([*W, "b_W_rec", "b_W_out"], grads))
+
+
+def applied(signals):
+    """Every ĝ = dᵀx the rule asks for, and the bias gradients the chip applies."""
+    out = {s.name: s.d.T.double() @ s.x.double() for s in signals}
+    out.update({f"b_{s.name}": (s.d.sum(0) if s.bias_grad is None else s.bias_grad).double()
+                for s in signals if s.name != "W_in"})
+    return out
+
+
+def max_diff(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in b)
+
+
+@pytest.mark.parametrize("activation, readout", CASES)
+def test_bptt_equals_autograd(activation, readout):
+    net, batch, loss = problem(activation, readout)
+    signals, _ = BPTT().signals(net, net.unroll(batch[0]), batch, loss, None)
+    assert max_diff(applied(signals), autograd_updates(net, batch, loss)) <= BOUND
+    plain, _ = Backprop().signals(net, net.unroll(batch[0]), batch, loss, None)  # backprop on an RNN is BPTT
+    assert max_diff(applied(plain), applied(signals)) == 0.0
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_truncated_bptt_equals_autograd_through_the_last_k_steps(activation, k):
+    net, batch, loss = problem(activation, "last")
+    signals, _ = BPTT(truncate=k).signals(net, net.unroll(batch[0]), batch, loss, None)
+    steps = batch[0].shape[1]
+    assert max_diff(applied(signals), autograd_updates(net, batch, loss, cut=steps - k)) <= BOUND
+
+
+def test_truncation_of_per_step_losses_keeps_only_recent_errors():
+    net, batch, loss = problem("tanh", "every")
+    trace = net.unroll(batch[0])
+    full, _ = BPTT().signals(net, trace, batch, loss, None)
+    one, _ = BPTT(truncate=1).signals(net, trace, batch, loss, None)
+    # k = 1: every step's own error only, no recurrent or leak path: W_rec's update is Σ_t (α f'(a_t) ⊙ W_outᵀ δ_t)ᵀ h_{t-1}
+    delta = loss.grad(trace.output, batch[1]).transpose(0, 1)                 # (T, batch, out)
+    a = trace.states["a"]
+    d = net.alpha * ACTIVATIONS["tanh"].f_prime(a) * (delta @ net.chip.crossbars["W_out"].weights())
+    expected = d.reshape(-1, 5).T @ trace.inputs["W_rec"]
+    assert torch.allclose(one[1].d.T @ one[1].x, expected, atol=1e-6)
+    assert not torch.allclose(one[1].d, full[1].d)
+
+
+@pytest.mark.parametrize("activation, readout", CASES)
+def test_symmetric_eprop_equals_autograd_with_the_recurrent_input_detached(activation, readout):
+    net, batch, loss = problem(activation, readout, seed=1)
+    signals, _ = EProp().signals(net, net.unroll(batch[0]), batch, loss, None)
+    expected = autograd_updates(net, batch, loss, detach_recurrent=True)
+    assert max_diff(applied(signals), expected) <= BOUND
+    assert max_diff(applied(signals), autograd_updates(net, batch, loss)) > 1e-4  # not the true gradient
+
+
+def test_eprop_never_reads_w_rec_transposed_and_random_feedback_is_installed():
+    net, batch, loss = problem("relu", "every")
+    calls = []
+    W_rec = net.chip.crossbars["W_rec"]
+    original = W_rec.backward
+    W_rec.backward = lambda d: calls.append(d) or original(d)
+    rule = EProp(feedback="random")
+    net.chip.install(rule.crossbars(net, torch.Generator().manual_seed(0)))
+    assert net.chip.roles["feedback/W_out"] == "feedback"
+    rule.signals(net, net.unroll(batch[0]), batch, loss, None)
+    EProp().signals(net, net.unroll(batch[0]), batch, loss, None)
+    assert calls == []
+    BPTT().signals(net, net.unroll(batch[0]), batch, loss, None)
+    assert len(calls) == batch[0].shape[1] - 1  # BPTT reads W_recᵀ at every step but the first
+
+
+def test_probe_and_curvature_run_on_the_rnn_through_its_own_unroll():
+    net, batch, loss = problem("tanh", "last")
+    rows = probe(net, BPTT(), None, batch, loss, 0.1, repeats=2)
+    assert {r["layer"] for r in rows} == {"W_in", "W_rec", "W_out"}
+    assert all(r["rel_bias"] <= 1e-6 for r in rows)
+    g = true_gradient(net, batch, loss)
+    expected = autograd_updates(net, batch, loss)
+    assert max(max_diff({k: g[k]}, {k: expected[k]}) for k in g) <= 1e-12
+    v = torch.randn(sum(p.numel() for p in expected.values()), dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(hessian_vector_product(net, batch[0], batch[1], loss, v)).all()
+
+
+def test_rnn_input_must_be_a_sequence():
+    net, batch, loss = problem("relu", "last")
+    with pytest.raises(ValueError, match="batch, time, 3"):
+        net.unroll(batch[0][:, 0])
