@@ -138,7 +138,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from chiploop.experiments.inference import evaluate_run, summary_table
+    from chiploop.experiments.deploy import evaluate_run, summary_table
 
     summary, reference = evaluate_run(args.run_dir, args.times, args.repeats)
     print(summary_table(summary, reference))

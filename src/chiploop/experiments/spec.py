@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from chiploop.devices.spec import DeviceSpec
-from chiploop.experiments.inference import InferenceRunSpec
+from chiploop.experiments.deploy import InferenceRunSpec
 from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.learning.diagnostics import DiagnosticsSpec
 from chiploop.learning.injected import InjectedSpec
