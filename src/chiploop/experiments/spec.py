@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from chiploop.devices.spec import DeviceSpec
-from chiploop.experiments.deploy import InferenceRunSpec
 from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.learning.diagnostics import DiagnosticsSpec
 from chiploop.learning.injected import InjectedSpec
@@ -79,6 +78,34 @@ class RuleSpec:
         from chiploop.learning import make_rule
         make_rule(spec.name, spec.options, field=name)  # validates the name and options now
         return spec
+
+
+# 1 s, 1 hour, 1 day, 1 month, 1 year
+DEFAULT_TIMES: tuple[float, ...] = (1.0, 3600.0, 86400.0, 2.6e6, 3.15e7)
+
+
+@dataclass(frozen=True)
+class InferenceRunSpec:
+    """After training: program the weights into inference tiles, let them drift, evaluate at each time
+    (:mod:`chiploop.experiments.deploy`)."""
+
+    times: tuple[float, ...] = spec_field(DEFAULT_TIMES, doc="seconds after programming at which to evaluate",
+                                          unit="s")
+    repeats: int = spec_field(5, doc="independent programmings of the whole chip", low=1, high=10000)
+
+    def __post_init__(self) -> None:
+        check_times(self.times)
+
+
+def check_times(times: Sequence[float], field: str = "times") -> None:
+    """At least one time, all positive and distinct."""
+    if len(times) == 0:
+        raise SpecError(field, list(times), "at least one time in seconds")
+    for t in times:
+        if not math.isfinite(t) or t <= 0:
+            raise SpecError(field, list(times), "times in seconds, each > 0")
+    if len(set(times)) != len(times):
+        raise SpecError(field, list(times), "distinct times")
 
 
 @dataclass(frozen=True)
