@@ -149,7 +149,7 @@ def card_text(card: RuleCard) -> str:
               f"# measured on {card.task.name}, MLP {sizes}: {measured}\n"
               "# Plain YAML, read with yaml.safe_load. Train with it: chiploop run --card THIS_FILE "
               "[--set key=value ...]\n"
-              "# or in Python: chiploop.load_card(path); chiploop.experiments.card.card_rule(card)\n")
+              "# or in Python: chiploop.experiments.card.load_card(path), then card_rule(card)\n")
     body = yaml.dump(data, Dumper=_CardDumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
                      width=100)
     return header + body
