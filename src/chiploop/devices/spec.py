@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
-from chiploop.specs import SpecError, from_mapping, load_yaml, spec_field
+from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, spec_field
 
 Response = Literal["constant_step", "linear_step", "soft_bounds", "exp_step", "pow_step"]
 Algorithm = Literal["float", "sgd", "tiki_taka", "ttv2", "c_ttv2", "agad", "mixed_precision"]
@@ -51,7 +51,7 @@ MIRRORS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class DriftSpec:
+class DriftSpec(Spec):
     """Conductance drift after programming: ``G(t) = G(t0) (t / t0)^(-nu)`` (PCM; Ambrogio 2019)."""
 
     model: Literal["none", "pcm"] = spec_field("none", doc="drift law: none, or power-law PCM drift", ideal="none")
@@ -60,7 +60,7 @@ class DriftSpec:
 
 
 @dataclass(frozen=True)
-class InferenceSpec:
+class InferenceSpec(Spec):
     """How the technology holds weights once training is over: programmed once into inference
     tiles, then left to drift (aihwkit's statistical inference models; Nandakumar et al. 2019
     for PCM; Joshi et al. 2020 for global drift compensation)."""
@@ -74,7 +74,7 @@ class InferenceSpec:
 
 
 @dataclass(frozen=True)
-class DeviceSpec:
+class DeviceSpec(Spec):
     """A crossbar technology: update response, noise, bounds, periphery, and update algorithm."""
 
     preset: str = spec_field("", doc="the shipped preset this spec came from (provenance)")
@@ -118,7 +118,7 @@ class DeviceSpec:
     tile_size: int = spec_field(512, doc="largest crossbar (rows and columns); wider layers span "
                                 "several tiles", unit="cells", low=1, high=65536)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.write_noise_std > 0 and self.response == "constant_step":
             raise SpecError("write_noise_std", self.write_noise_std,
                             "0 for response constant_step (aihwkit has no write noise for it)")

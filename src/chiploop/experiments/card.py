@@ -33,7 +33,7 @@ from chiploop.devices.spec import DeviceSpec
 from chiploop.experiments.results import Result, write_atomic
 from chiploop.experiments.spec import (ExperimentSpec, ModelSpec, RuleSpec, TaskSpec, experiment_from_data)
 from chiploop.learning.decorrelation import DecorrelationSpec
-from chiploop.specs import SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
+from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
 
 CARD_FORMAT = 1  # format_version this chiploop writes and the newest it reads
 
@@ -41,7 +41,7 @@ _SCALARS = (str, int, float, bool, type(None), datetime.date)
 
 
 @dataclass(frozen=True)
-class RuleCard:
+class RuleCard(Spec):
     """A learning rule tuned for a device: everything needed to train with it again, what it
     measured and where it came from."""
 
@@ -62,7 +62,7 @@ class RuleCard:
                                   "run: its own; several: their shared spec's with seed 0), run_hashes, "
                                   "source_runs, seeds, run_name, status, created (ISO-8601 UTC)")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         for key, value in self.metrics.items():
             if not isinstance(key, str):
                 raise SpecError("metrics", key, "metric names (strings)")

@@ -13,11 +13,11 @@ from chiploop.experiments.plots import learning_curves
 from chiploop.experiments.results import Result, write_atomic
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import train
-from chiploop.specs import SpecError, from_mapping, load_yaml, spec_field
+from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, spec_field
 
 
 @dataclass(frozen=True)
-class SuiteSpec:
+class SuiteSpec(Spec):
     """A few named experiment variants of one base spec, each trained with several seeds."""
 
     base: dict = spec_field(default_factory=dict, doc="experiment fields shared by every run")
@@ -30,7 +30,7 @@ class SuiteSpec:
     metrics: tuple[str, ...] = spec_field((), doc="more final metrics to tabulate (mean over seeds), e.g. "
                                           "hessian_top_eig, gen_gap, physical_rel_var")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         names = [r.get("name") for r in self.runs]
         if self.target_from and self.target_from not in names:
             raise SpecError("target_from", self.target_from, "the name of one of the runs: " + ", ".join(map(str, names)))

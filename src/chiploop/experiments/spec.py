@@ -13,12 +13,13 @@ from typing import Any, Literal
 from chiploop.devices.spec import DeviceSpec
 from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.learning.diagnostics import DiagnosticsSpec
+from chiploop.learning import make_rule
 from chiploop.learning.injected import InjectedSpec
-from chiploop.specs import SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
+from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(Spec):
     """The data set. ``digits``: sklearn's 8x8 digits, pixels scaled to [0, 1], stratified split.
     ``teacher_student``: inputs uniform in [0, 1]^d labelled by a random teacher MLP."""
 
@@ -35,7 +36,7 @@ class TaskSpec:
     label_noise: float = spec_field(0.0, doc="share of labels redrawn at random (classification) or std of "
                                     "added Gaussian noise (regression)", low=0.0, high=10.0)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if len(self.teacher_sizes) < 2 or min(self.teacher_sizes) < 1:
             raise SpecError("teacher_sizes", list(self.teacher_sizes), "at least two positive widths")
         if self.kind == "classification" and self.teacher_sizes[-1] < 2:
@@ -52,32 +53,33 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Spec):
     """An MLP: layer widths (input first) and the hidden activation; the output layer is linear."""
 
     sizes: tuple[int, ...] = spec_field((64, 64, 10), doc="layer widths, input first")
     activation: Literal["relu", "tanh", "sigmoid"] = spec_field("relu", doc="hidden activation f")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if len(self.sizes) < 2 or min(self.sizes) < 1:
             raise SpecError("sizes", list(self.sizes), "at least two positive widths, e.g. [64, 64, 10]")
 
 
 @dataclass(frozen=True)
-class RuleSpec:
+class RuleSpec(Spec):
     """A registered learning rule and its options, e.g. ``{name: backprop}``."""
 
     name: str = spec_field("backprop", doc="registered rule name")
     options: dict = spec_field(default_factory=dict, doc="the rule's own options (its fields)")
 
+    def check(self) -> None:
+        make_rule(self.name, self.options, field="")  # the name is registered, the options are its fields
+
     @classmethod
     def from_value(cls, value: Any, name: str = "rule") -> RuleSpec:
+        """A rule name (``backprop``) or a mapping ``{name: ..., options: {...}}``."""
         if isinstance(value, str):
             value = {"name": value}
-        spec = from_mapping(cls, value, prefix=name + ".")
-        from chiploop.learning import make_rule
-        make_rule(spec.name, spec.options, field=name)  # validates the name and options now
-        return spec
+        return from_mapping(cls, value, prefix=name + ".")
 
 
 # 1 s, 1 hour, 1 day, 1 month, 1 year
@@ -85,7 +87,7 @@ DEFAULT_TIMES: tuple[float, ...] = (1.0, 3600.0, 86400.0, 2.6e6, 3.15e7)
 
 
 @dataclass(frozen=True)
-class InferenceRunSpec:
+class InferenceRunSpec(Spec):
     """After training: program the weights into inference tiles, let them drift, evaluate at each time
     (:mod:`chiploop.experiments.deploy`)."""
 
@@ -93,7 +95,7 @@ class InferenceRunSpec:
                                           unit="s")
     repeats: int = spec_field(5, doc="independent programmings of the whole chip", low=1, high=10000)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_times(self.times)
 
 
@@ -109,7 +111,7 @@ def check_times(times: Sequence[float], field: str = "times") -> None:
 
 
 @dataclass(frozen=True)
-class ExperimentSpec:
+class ExperimentSpec(Spec):
     """One training run: a task, an MLP on a chip of ``device`` crossbars, a rule and a schedule."""
 
     name: str = spec_field("run", doc="a label for the run")
@@ -140,7 +142,7 @@ class ExperimentSpec:
     seed: int = spec_field(0, doc="seed of weights, batch order and the rule's own draws", low=0)
     threads: int = spec_field(1, doc="torch threads (aihwkit kernels are single-threaded)", low=1, high=256)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         n_in, n_out = self.task.dims
         if (self.model.sizes[0], self.model.sizes[-1]) != (n_in, n_out):
             raise SpecError("model.sizes", list(self.model.sizes),

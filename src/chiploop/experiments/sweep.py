@@ -27,11 +27,11 @@ from typing import Any, Literal
 from chiploop.experiments.engine import Executor, SerialExecutor
 from chiploop.experiments.results import write_atomic
 from chiploop.experiments.spec import ExperimentSpec, experiment_from_data, set_override
-from chiploop.specs import SpecError, from_mapping, load_yaml, spec_field, to_plain
+from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, spec_field, to_plain
 
 
 @dataclass(frozen=True)
-class Distribution:
+class Distribution(Spec):
     """One random axis: ``uniform`` / ``log_uniform`` on [low, high], or ``choice`` among ``values``."""
 
     kind: Literal["uniform", "log_uniform", "choice"] = spec_field("uniform", doc="distribution")
@@ -39,7 +39,7 @@ class Distribution:
     high: float = spec_field(1.0, doc="upper end (uniform, log_uniform)")
     values: tuple[Any, ...] = spec_field((), doc="the choices (choice)")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.kind == "choice" and not self.values:
             raise SpecError("values", [], "a non-empty list for kind choice")
         if self.kind != "choice" and not self.low < self.high:
@@ -56,7 +56,7 @@ class Distribution:
 
 
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepSpec(Spec):
     """A base experiment and the axes it is varied along."""
 
     base: dict = spec_field(default_factory=dict, doc="the experiment every run starts from")
@@ -67,7 +67,7 @@ class SweepSpec:
     random_seed: int = spec_field(0, doc="seed of the random draws", low=0)
     seeds: tuple[int, ...] = spec_field((0,), doc="experiment seeds every configuration runs with")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         for name in ("grid", "zip"):
             for key, values in getattr(self, name).items():
                 if not isinstance(values, list) or not values:

@@ -9,10 +9,11 @@ import torch
 
 from chiploop.emulator.chip import MLP, LayerSignal, Trace
 from chiploop.learning.loss import Loss
+from chiploop.specs import Spec
 
 
 @dataclass(frozen=True)
-class Backprop:
+class Backprop(Spec):
     """Error backpropagation with the transposed read done on the chip::
 
         δ_L = dL/da_L

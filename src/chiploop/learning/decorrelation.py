@@ -13,13 +13,13 @@ from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator import MLP, LayerSignal, Trace, make_crossbar
 from chiploop.learning.loss import Loss
 from chiploop.learning.rule import LearningRule
-from chiploop.specs import spec_field
+from chiploop.specs import Spec, spec_field
 
 DECORRELATOR_INDEX = 200  # factory index of the first on-chip R (distinct device draws)
 
 
 @dataclass(frozen=True)
-class DecorrelationSpec:
+class DecorrelationSpec(Spec):
     """How every layer's input is decorrelated: ``x̂ = R x``, R learned locally."""
 
     eta: float = spec_field(1e-3, doc="learning rate of R", low=0.0, high=10.0, low_open=True)

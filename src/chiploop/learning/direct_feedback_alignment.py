@@ -11,11 +11,11 @@ import torch
 from chiploop.emulator import MLP, LayerSignal, Trace
 from chiploop.learning.feedback import random_feedback
 from chiploop.learning.loss import Loss
-from chiploop.specs import spec_field
+from chiploop.specs import Spec, spec_field
 
 
 @dataclass(frozen=True)
-class DirectFeedbackAlignment:
+class DirectFeedbackAlignment(Spec):
     """Every hidden layer gets the output error through its own fixed random matrix::
 
         e = δ_L = dL/da_L,    δ_l = (B_l e) ⊙ f'(a_l)  for l < L,    ΔW_l = -lr δ_l^T x̂_{l-1}

@@ -11,11 +11,11 @@ import torch
 
 from chiploop.emulator import MLP, LayerSignal, Trace
 from chiploop.learning.loss import Loss
-from chiploop.specs import spec_field
+from chiploop.specs import Spec, spec_field
 
 
 @dataclass(frozen=True)
-class NodePerturbation:
+class NodePerturbation(Spec):
     """Gradient estimate from two forward passes, a clean one and one with noise on every node::
 
         clean pass a_l (the training loop's ``trace``),  noisy pass ã_l = a_l + ξ_l + (propagated change),

@@ -14,7 +14,7 @@ import torch
 
 from chiploop.emulator import MLP, LayerSignal, Trace
 from chiploop.learning.loss import Loss
-from chiploop.specs import spec_field
+from chiploop.specs import Spec, spec_field
 
 _MASK64 = (1 << 64) - 1
 FLOAT32_BYTES = 4
@@ -67,7 +67,7 @@ class PerturbationState:
 
 
 @dataclass(frozen=True)
-class WeightPerturbation:
+class WeightPerturbation(Spec):
     """Two-sided weight perturbation of every layer at once::
 
         c_k = (L(W + ε P_k) - L(W - ε P_k)) / (2 ε),      k = 1..K   (K = ``samples``)
