@@ -3,9 +3,11 @@
 import csv
 import json
 
+import aihwkit
 import pytest
 import torch
 
+import chiploop
 from chiploop.experiments.cli import main
 from chiploop.experiments.results import Result, write_atomic
 from chiploop.experiments.spec import ExperimentSpec, experiment_from_data, load_experiment
@@ -18,8 +20,8 @@ def test_run_writes_result_and_history(tmp_path):
     result = train(spec, out_dir=tmp_path, progress=False)
     stored = json.loads((tmp_path / "result.json").read_text())
     assert stored["spec"]["device"]["preset"] == "constant-step" and stored["spec"]["lr"] == 0.3
-    assert set(stored["versions"]) == {"chiploop", "torch", "aihwkit"}
-    assert stored["versions"]["aihwkit"] == "1.1.0" and stored["versions"]["torch"].startswith("2.10.0")
+    installed = {"chiploop": chiploop.__version__, "torch": torch.__version__, "aihwkit": aihwkit.__version__}
+    assert stored["versions"] == installed  # the versions that ran, whatever they are: an upgrade is no bug
     assert [row["epoch"] for row in stored["history"]] == [0, 1, 2]
     assert stored["final"]["test_acc"] == result.final["test_acc"] > 0.3
     assert stored["wall_s"] > 0 and stored["status"] == "ok"
