@@ -9,7 +9,6 @@ the update probe's physical (device) relative bias and variance.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tqdm import tqdm
 from chiploop.devices.spec import DeviceSpec, nonidealities
 from chiploop.experiments.results import Result, csv_text, write_atomic
 from chiploop.experiments.spec import ExperimentSpec
+from chiploop.experiments.stats import ci95
 from chiploop.experiments.train import train
 from chiploop.learning.diagnostics import DiagnosticsSpec
 
@@ -34,7 +34,6 @@ SOURCES: dict[str, dict[str, object]] = {
     "stuck devices": {"corrupt_devices_prob": 0.0},
     "drift": {"drift": None},                       # no drift
 }
-T95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26}  # t_{0.975, n-1}
 
 
 def ideal_values(device: DeviceSpec, source: str) -> dict[str, object]:
@@ -63,12 +62,6 @@ def variants(spec: ExperimentSpec) -> dict[str, ExperimentSpec]:
     return out
 
 
-def _ci95(values: list[float]) -> float:
-    if len(values) < 2:
-        return float("nan")
-    return T95.get(len(values), 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-
-
 def ablate(spec: ExperimentSpec, seeds: int = 3, out_dir: Path | None = None, progress: bool = True) -> list[dict]:
     """Train every variant with seeds ``spec.seed .. spec.seed + seeds - 1``; one summary row each."""
     if spec.diagnostics is None:  # the probe is what splits the error; keep it light
@@ -83,7 +76,7 @@ def ablate(spec: ExperimentSpec, seeds: int = 3, out_dir: Path | None = None, pr
     rows = []
     for name, group in results.items():
         acc = [r.final["test_acc"] for r in group]
-        row = {"variant": name, "test_acc": statistics.mean(acc), "test_acc_ci95": _ci95(acc),
+        row = {"variant": name, "test_acc": statistics.mean(acc), "test_acc_ci95": ci95(acc),
                "d_test_acc": statistics.mean(acc) - statistics.mean(r.final["test_acc"] for r in base)}
         for key in ("physical_rel_bias", "physical_rel_var"):
             mine = statistics.mean(r.final.get(key, float("nan")) for r in group)

@@ -32,6 +32,7 @@ import yaml
 from chiploop.devices.spec import DeviceSpec
 from chiploop.experiments.results import Result, write_atomic
 from chiploop.experiments.spec import (ExperimentSpec, ModelSpec, RuleSpec, TaskSpec, experiment_from_data)
+from chiploop.experiments.stats import higher_is_better
 from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.specs import SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
 
@@ -181,11 +182,6 @@ def read_run(run_dir: str | Path) -> _Run:
     return _Run(Path(run_dir), result, experiment_from_data(result.spec, source=str(Path(run_dir) / "result.json")))
 
 
-def _maximise(metric: str) -> bool:
-    """Accuracies and cosines are better high; every other metric (losses, bias, variance, ...) low."""
-    return metric.endswith("acc") or metric.endswith("cos")
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -260,7 +256,7 @@ def best_card(run_dirs: Iterable[str | Path], metric: str = "test_acc", device: 
         if not all(_number(v) and math.isfinite(v) for v in values):
             return -math.inf
         mean = statistics.fmean(values)
-        return mean if _maximise(metric) else -mean
+        return mean if higher_is_better(metric) else -mean
 
     best = max(groups.values(), key=score)  # first of equals
     return _card_from_group(sorted(best, key=lambda r: r.spec.seed), metric)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from chiploop.experiments.results import write_atomic
 from chiploop.experiments.spec import ExperimentSpec
+from chiploop.experiments.stats import ci95, higher_is_better
 from chiploop.specs import SpecError, field_at
 
 MAX_PANELS = 6
@@ -30,14 +31,6 @@ def axis_label(key: str) -> str:
     f = field_at(ExperimentSpec, key)
     unit = f.metadata.get("unit") if f is not None else ""
     return f"{key} [{unit}]" if unit else key
-
-
-def ci95(values: np.ndarray) -> float:
-    """Half-width of the 95 % confidence interval of the mean (Student's t; NaN for one value)."""
-    from scipy.stats import t
-
-    n = len(values)
-    return float(t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
 
 
 @dataclass
@@ -108,11 +101,6 @@ def configurations(table: SweepTable, metric: str) -> pd.DataFrame:
                      "runs": len(group), "ok": len(ok), "not_ok": ", ".join(f"{n} {s}" for s, n in not_ok.items()),
                      "mean": ok.mean() if len(ok) else float("nan"), "ci95": ci95(ok) if len(ok) else float("nan")})
     return pd.DataFrame(rows)
-
-
-def _better(metric: str) -> bool:
-    """True when larger is better (accuracies, cosines), False for losses, gaps and times."""
-    return any(word in metric for word in ("acc", "cos"))
 
 
 def _cell(row: pd.Series) -> str:
@@ -193,7 +181,7 @@ def line_plot(configs: pd.DataFrame, x: str, metric: str, panel: str | None, pat
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.0, 4.2), sharey=True, squeeze=False,
                              layout="constrained")
     xlabel, ylabel = axis_label(x), f"{metric} (mean ± 95 % CI over seeds)"
-    low, high = (0.0 if "acc" in metric else -1.0, 1.0) if _better(metric) else (-np.inf, np.inf)
+    low, high = (0.0 if "acc" in metric else -1.0, 1.0) if higher_is_better(metric) else (-np.inf, np.inf)
     for ax, value in zip(axes[0], panels):
         part = configs if panel is None else configs[configs[panel] == value]
         for hue, group in part.groupby("hue", sort=True):
@@ -272,7 +260,7 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, x: str | No
     x, y, hues, metric = _choose(table, x, y, hue, metric)
     table.frame["hue"] = table.frame.apply(_hue_label, axis=1, keys=hues) if hues else "all"
     configs = configurations(table, metric)
-    order = configs.sort_values("mean", ascending=not _better(metric), na_position="last")
+    order = configs.sort_values("mean", ascending=not higher_is_better(metric), na_position="last")
     finished = order[order["ok"] > 0]
     best = finished.groupby("device", sort=False).head(1)
     best_each = finished.groupby(["device", "hue"], sort=False).head(1)
@@ -285,7 +273,7 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, x: str | No
         if y is not None:
             figures.append(heatmap(configs, x, y, metric, out_dir / f"{metric}_heatmap_{x}_{y}.png"))
 
-    better = "higher" if _better(metric) else "lower"
+    better = "higher" if higher_is_better(metric) else "lower"
     lines = [f"# Sweep report: {table.source}", "",
              f"{len(table.frame)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
              f"{len(configs)} configurations; {metric} is the mean over the seeds that finished ± the 95 % "
