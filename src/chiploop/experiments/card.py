@@ -31,10 +31,11 @@ import yaml
 
 from chiploop.devices.spec import DeviceSpec
 from chiploop.experiments.results import Result, write_atomic
-from chiploop.experiments.spec import (ExperimentSpec, ModelSpec, RuleSpec, TaskSpec, experiment_from_data)
+from chiploop.experiments.spec import (ExperimentSpec, ModelSpec, RuleSpec, TaskSpec, apply_overrides,
+                                      check_model_fits_task, experiment_from_data)
 from chiploop.experiments.stats import higher_is_better
 from chiploop.learning.decorrelation import DecorrelationSpec
-from chiploop.specs import SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
+from chiploop.specs import SpecError, from_mapping, load_yaml, set_dotted, spec_field, to_plain
 
 CARD_FORMAT = 1  # format_version this chiploop writes and the newest it reads
 
@@ -75,10 +76,7 @@ class RuleCard:
             items = value if isinstance(value, list) else [value]
             if not all(isinstance(v, _SCALARS) for v in items):
                 raise SpecError(f"provenance.{key}", value, "a string, a number or a list of them")
-        n_in, n_out = self.task.dims
-        if (self.model.sizes[0], self.model.sizes[-1]) != (n_in, n_out):
-            raise SpecError("model.sizes", list(self.model.sizes),
-                            f"widths starting with {n_in} and ending with {n_out} for task {self.task.name}")
+        check_model_fits_task(self.model, self.task)
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -286,14 +284,7 @@ def experiment_from_card(card: RuleCard, overrides: Iterable[str] = (), source: 
             "task": to_plain(card.task), "model": to_plain(card.model), "device": device,
             "rule": to_plain(card.rule), "decorrelation": to_plain(card.decorrelation), "lr": card.lr,
             "schedule": card.schedule, "batch_size": card.batch_size, "epochs": card.epochs}
-    keys = []
-    for text in overrides:
-        try:
-            key, value = parse_override(text)
-        except SpecError as err:
-            raise err.in_source("--set") from None
-        keys.append(key)
-        data = set_dotted(data, key, value)
+    data, keys = apply_overrides(data, overrides)
     if not any(k == "model" or k.startswith("model.sizes") for k in keys) and isinstance(data.get("task"), Mapping):
         task = from_mapping(TaskSpec, data["task"], source=source, prefix="task.")
         sizes = list(card.model.sizes)
