@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from chiploop.experiments.cli import main
-from chiploop.experiments.report import read_sweep, report
 from chiploop.experiments.stats import ci95
-from chiploop.experiments.sweep import expand, load_sweep, run_sweep
+from chiploop.experiments.sweeps.report import read_sweep, report
+from chiploop.experiments.sweeps.runner import run_sweep
+from chiploop.experiments.sweeps.spec import expand, load_sweep
 
 SWEEP = """
 base: {device: ideal, epochs: 2, model: {sizes: [64, 16, 10]}}
@@ -93,7 +94,7 @@ def test_report_on_the_shipped_example_labels_axes_with_fields_and_units(tmp_pat
     """The shipped sweep, cut to 1 epoch and 1 seed: it expands, runs, and its plots carry units."""
     from dataclasses import replace
 
-    from chiploop.experiments.sweep import SweepSpec
+    from chiploop.experiments.sweeps.spec import SweepSpec
 
     path = Path(__file__).parent.parent / "experiments" / "sweep_soft_bounds.yaml"
     shipped = load_sweep(path)

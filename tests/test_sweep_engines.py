@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chiploop.experiments.engine import DaskExecutor, make_executor
-from chiploop.experiments.sweep import expand, load_sweep, run_sweep
+from chiploop.experiments.sweeps.engine import DaskExecutor, make_executor
+from chiploop.experiments.sweeps.runner import run_sweep
+from chiploop.experiments.sweeps.spec import expand, load_sweep
 from chiploop.specs import SpecError
 
 SMALL = "base: {device: ideal, epochs: 2, model: {sizes: [64, 16, 10]}}\ngrid: {lr: [0.1, 0.5]}\nseeds: [0, 1]\n"

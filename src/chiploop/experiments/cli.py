@@ -68,8 +68,10 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from chiploop.experiments.engine import make_executor
-    from chiploop.experiments.sweep import Ledger, expand, load_sweep, run_sweep
+    from chiploop.experiments.sweeps.engine import make_executor
+    from chiploop.experiments.sweeps.ledger import Ledger
+    from chiploop.experiments.sweeps.runner import run_sweep
+    from chiploop.experiments.sweeps.spec import expand, load_sweep
 
     sweep = load_sweep(args.spec)
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.spec).stem}"
@@ -93,7 +95,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from chiploop.experiments.report import report
+    from chiploop.experiments.sweeps.report import report
 
     path, figures = report(args.sweep_dir, args.out, x=args.x, y=args.y, hue=args.hue, metric=args.metric)
     print(path.read_text().split("## Every configuration")[0].rstrip())

@@ -1,4 +1,5 @@
-"""``chiploop report SWEEP_DIR``: a markdown summary and PNG plots of a finished (or partial) sweep.
+"""``chiploop report SWEEP_DIR``: a markdown summary and PNG plots of a finished (or partial) sweep directory
+(of ``chiploop sweep``, ``ablate`` or ``demo``: every one the runner wrote).
 
 Runs are grouped into configurations (every swept field but the seed). A configuration's metric is
 the mean over the seeds that finished, with a 95 % confidence interval from Student's t,
@@ -56,12 +57,13 @@ def read_sweep(sweep_dir: str | Path) -> SweepTable:
     sweep_dir = Path(sweep_dir)
     for name in ("results.parquet", "sweep.json"):
         if not (sweep_dir / name).is_file():
-            raise SpecError("SWEEP_DIR", str(sweep_dir), f"a sweep directory with {name} (written by chiploop sweep)")
+            raise SpecError("SWEEP_DIR", str(sweep_dir), f"a sweep directory with {name} (written by chiploop "
+                            "sweep, ablate or demo)")
     frame = pd.read_parquet(sweep_dir / "results.parquet")
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     swept = [k for k in meta["swept"] if k != "seed" and k in frame.columns]
-    zipped = set(meta["sweep"].get("zip", {}))
-    numeric = [k for k in swept if k not in zipped and pd.api.types.is_numeric_dtype(frame[k])]
+    named = set(meta["categorical"])
+    numeric = [k for k in swept if k not in named and pd.api.types.is_numeric_dtype(frame[k])]
     categorical = [k for k in swept if k not in numeric]
     for key in ("device", "rule"):  # always columns; a configuration axis when they vary
         if key not in categorical and frame[key].nunique() > 1 and not any(k.startswith(key + ".") for k in swept):
