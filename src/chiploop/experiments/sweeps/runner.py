@@ -126,6 +126,12 @@ def run_study(study: Study, out_dir: str | Path, progress: bool = True, executor
     return {"runs": len(specs), "already_done": len(specs) - len(todo), "ran": len(todo)}
 
 
+def counts_text(counts: dict, executor: Executor | None = None) -> str:
+    """``12 runs: 3 already done, 9 ran on serial``: what :func:`run_study` did, and on which engine."""
+    engine = executor.name if executor is not None else SerialExecutor.name
+    return f"{counts['runs']} runs: {counts['already_done']} already done, {counts['ran']} ran on {engine}"
+
+
 def run_sweep(sweep: SweepSpec, out_dir: str | Path, source: str = "<sweep>", progress: bool = True,
               executor: Executor | None = None) -> dict:
     """Train a sweep spec's runs into ``out_dir`` (see :func:`run_study`); returns the counts."""
