@@ -2,15 +2,13 @@
 processes, a driver killed with SIGKILL and resumed, and a run that crashes."""
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from processes import alive, children, free_port, kill_after_rows, ledger_rows
+from processes import free_port, kill_after_rows, ledger_rows
 
 from chiploop.experiments.sweeps.engine import DaskExecutor, make_executor
 from chiploop.experiments.sweeps.runner import run_sweep
@@ -78,36 +76,6 @@ def test_a_sweep_killed_with_sigkill_resumes_without_losing_or_repeating_runs(sp
     assert len(after) == 12 and {k: after[k] for k in before} == before  # finished runs were not re-run
     table = _table(out)
     assert len(table) == 12 and table.index.is_unique and (table["status"] == "ok").all()
-
-
-@pytest.fixture
-def loopback_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1, stopped by process id."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    dask = str(Path(sys.executable).parent / "dask")
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": tmp_path}
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                              **quiet)]
-    procs += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-                                "--no-dashboard"], **quiet) for _ in range(2)]
-    try:
-        from distributed import Client
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield address
-    finally:
-        everything = set().union(*(children(p.pid) | {p.pid} for p in procs))
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pid in alive(everything):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_sweep_on_a_loopback_dask_cluster_matches_the_local_default(spec_file, tmp_path, loopback_cluster, capsys):
