@@ -20,7 +20,7 @@ from chiploop.experiments.results import csv_text, write_atomic
 from chiploop.experiments.spec import ExperimentSpec
 from chiploop.experiments.stats import ci95
 from chiploop.experiments.sweeps.engine import Executor
-from chiploop.experiments.sweeps.ledger import Ledger
+from chiploop.experiments.sweeps.ledger import read_rows
 from chiploop.experiments.sweeps.runner import Study, by_hash, run_study
 from chiploop.learning.diagnostics import DiagnosticsSpec
 
@@ -89,8 +89,7 @@ def _mean(values: list[float]) -> float:
 def summarise(spec: ExperimentSpec, seeds: int, out_dir: str | Path) -> list[dict]:
     """One row per variant from the ledger in ``out_dir``: test accuracy (mean and 95 % CI over the
     seeds that finished), the physical relative bias and variance, and their changes against as is."""
-    with Ledger(Path(out_dir) / "ledger.sqlite") as ledger:
-        rows = {row["id"]: row for row in ledger.rows()}
+    rows = read_rows(out_dir)
     finished = {variant: [rows[s.spec_hash()] for s in group if s.spec_hash() in rows]
                 for variant, group in ablation_runs(spec, seeds).items()}
     keys = ("test_acc", "physical_rel_bias", "physical_rel_var")

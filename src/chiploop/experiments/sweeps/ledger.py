@@ -55,3 +55,9 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+
+
+def read_rows(out_dir: str | Path, ids: Iterable[str] | None = None) -> dict[str, dict]:
+    """The ledger rows of the sweep directory ``out_dir`` (those of ``ids``, default all) by run id."""
+    with Ledger(Path(out_dir) / "ledger.sqlite") as ledger:
+        return {row["id"]: row for row in ledger.rows(ids)}

@@ -17,7 +17,7 @@ from chiploop.experiments.plots import learning_curves
 from chiploop.experiments.results import Result, write_atomic
 from chiploop.experiments.spec import ExperimentSpec, experiment_from_data
 from chiploop.experiments.sweeps.engine import Executor
-from chiploop.experiments.sweeps.ledger import Ledger
+from chiploop.experiments.sweeps.ledger import read_rows
 from chiploop.experiments.sweeps.runner import Study, by_hash, counts_text, run_dir, run_study
 from chiploop.specs import SpecError, from_mapping, load_yaml, spec_field, to_plain
 
@@ -73,8 +73,7 @@ def suite_study(suite: SuiteSpec, source: str = "<suite>") -> Study:
 def read_groups(suite: SuiteSpec, out_dir: str | Path, source: str = "<suite>") -> dict[str, list[Result]]:
     """Each run name's results, by seed, as the ledger in ``out_dir`` has them: ``ok`` and ``diverged``
     runs from their run dirs; a ``failed`` run as a Result with its status and no history."""
-    with Ledger(Path(out_dir) / "ledger.sqlite") as ledger:
-        rows = {row["id"]: row for row in ledger.rows()}
+    rows = read_rows(out_dir)
     groups: dict[str, list[Result]] = {}
     for name, specs in suite_runs(suite, source).items():
         for spec in specs:
