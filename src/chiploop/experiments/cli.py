@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="summarise a sweep: best configuration per device (mean ± 95% CI over "
                          "seeds), every configuration, failed runs; PNG plots")
-    rep.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory (results.parquet, sweep.json)")
+    rep.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory written by chiploop sweep, ablate or demo "
+                     "(results.parquet, sweep.json)")
     rep.add_argument("--out", help="where to write report.md and the plots (default SWEEP_DIR)")
     rep.add_argument("--x", help="swept field on the x axis (default: the numeric one with the most values)")
     rep.add_argument("--y", help="second swept field: heatmap rows and line-plot panels (default: the next one)")
