@@ -13,7 +13,7 @@ import chiploop
 from chiploop.devices.spec import DeviceSpec, DriftSpec
 from chiploop.experiments.card import RuleCard
 from chiploop.experiments.spec import ExperimentSpec, InferenceRunSpec, ModelSpec, RuleSpec, TaskSpec
-from chiploop.experiments.sweep import SweepSpec
+from chiploop.experiments.sweeps.spec import SweepSpec
 from chiploop.learning import DecorrelationSpec, InjectedSpec, WeightPerturbation
 from chiploop.learning.diagnostics import DiagnosticsSpec
 from chiploop.learning.node_perturbation import NodePerturbation

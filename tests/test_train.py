@@ -4,6 +4,7 @@ import csv
 import json
 
 import aihwkit
+import pandas as pd
 import pytest
 import torch
 
@@ -96,13 +97,17 @@ def test_cli_devices_list_and_show(capsys):
 
 
 def test_demo_prints_its_table_and_writes_the_plot(tmp_path, capsys):
+    """As `make demo` runs it: on the default engine (a local Dask cluster)."""
     assert main(["demo", "--epochs", "1", "--seeds", "1", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     for name in ("ideal", "constant-step", "ecram", "reram-sb", "reram-sb-tt", "reram-sb-cttv2"):
         assert f"| {name} |" in out
+    assert "ran on dask LocalCluster" in out
     png = tmp_path / "learning_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "summary.md").exists() and (tmp_path / "ideal-s0" / "result.json").exists()
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    ideal = table.loc[table["name"] == "ideal", "id"].item()
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "runs" / ideal / "result.json").exists()
 
 
 def test_write_atomic_replaces_whole_files(tmp_path):
@@ -122,7 +127,7 @@ runs:
   - {name: slow, lr: 0.01}
   - {name: fast, lr: 0.5}
 """, "suite.yaml")
-    assert main(["demo", "--suite", str(suite), "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["demo", "--suite", str(suite), "--out", str(tmp_path), "--quiet", "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "epochs to" in out and "(slow)" in out
     rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in out.splitlines()

@@ -86,6 +86,14 @@ class RuleSpec(Spec):
 DEFAULT_TIMES: tuple[float, ...] = (1.0, 3600.0, 86400.0, 2.6e6, 3.15e7)
 
 
+def check_model_fits_task(model: ModelSpec, task: TaskSpec) -> None:
+    """Raise a SpecError on ``model.sizes`` unless its first and last widths are the task's input and output."""
+    n_in, n_out = task.dims
+    if (model.sizes[0], model.sizes[-1]) != (n_in, n_out):
+        raise SpecError("model.sizes", list(model.sizes),
+                        f"widths starting with {n_in} and ending with {n_out} for task {task.name}")
+
+
 @dataclass(frozen=True)
 class InferenceRunSpec(Spec):
     """After training: program the weights into inference tiles, let them drift, evaluate at each time
@@ -143,10 +151,7 @@ class ExperimentSpec(Spec):
     threads: int = spec_field(1, doc="torch threads (aihwkit kernels are single-threaded)", low=1, high=256)
 
     def check(self) -> None:
-        n_in, n_out = self.task.dims
-        if (self.model.sizes[0], self.model.sizes[-1]) != (n_in, n_out):
-            raise SpecError("model.sizes", list(self.model.sizes),
-                            f"widths starting with {n_in} and ending with {n_out} for task {self.task.name}")
+        check_model_fits_task(self.model, self.task)
         if self.crossbar == "ideal" and not self.device.is_float:
             raise SpecError("crossbar", self.crossbar, f"'auto' or 'analog' for the pulsed device "
                             f"{self.device.preset or 'spec'} (ideal crossbars are exact float)")
@@ -173,14 +178,23 @@ class ExperimentSpec(Spec):
 
 def experiment_from_data(data: Mapping, overrides: Iterable[str] = (), source: str | None = None) -> ExperimentSpec:
     """Validate a mapping (plus ``key=value`` overrides) into an ExperimentSpec."""
-    data = dict(data)
+    data, _ = apply_overrides(data, overrides)
+    return from_mapping(ExperimentSpec, data, source=source or "<spec>")
+
+
+def apply_overrides(data: Mapping, overrides: Iterable[str]) -> tuple[dict, list[str]]:
+    """``data`` with each ``key=value`` of ``overrides`` set in turn (``--set``), and the keys set.
+
+    A malformed override is one SpecError attributed to ``--set``."""
+    data, keys = dict(data), []
     for text in overrides:
         try:
             key, value = parse_override(text)
         except SpecError as err:
             raise err.in_source("--set") from None
+        keys.append(key)
         data = set_override(data, key, value)
-    return from_mapping(ExperimentSpec, data, source=source or "<spec>")
+    return data, keys
 
 
 SHORTHANDS = {"device": "preset", "rule": "name"}  # `device: reram-sb` means `device: {preset: reram-sb}`
