@@ -56,6 +56,7 @@ def test_an_ablation_killed_with_sigkill_resumes_running_only_the_missing_runs(s
     assert len(table) == 12 and table["id"].is_unique and (table["status"] == "ok").all()
     assert printed.count("\n| no ") == 2 and "| as is |" in printed  # the ablation table, over every run
     assert all((out / "runs" / run_id / "result.json").is_file() for run_id in expected)
+    assert main(["report", str(out)]) == 0 and "| ideal | tiny, no bounds |" in (out / "report.md").read_text()
 
 
 def test_a_suite_resumes_and_its_directory_reports_like_a_sweep(spec_file, tmp_path, capsys):

@@ -160,9 +160,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def engine_options(parser: argparse.ArgumentParser) -> None:
     """``--workers`` and ``--scheduler``: where the runs of sweep, ablate and demo execute."""
-    parser.add_argument("--workers", type=int, help="local Dask worker processes (default one per core: the runs "
-                        "are independent, and on 2 cores 2 workers finish about 1.9x sooner than 1 after ~5 s to "
-                        "start them, see docs/results.md); 0: serial in this process, for debugging")
+    parser.add_argument("--workers", type=int, help="local Dask worker processes (default one per core, the same "
+                        "for sweep, ablate and demo: the runs are independent, and on 2 cores 2 workers finish "
+                        "about 1.9x sooner than 1 after ~5 s to start them, docs/results.md); 0: serial in this "
+                        "process, for debugging")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. "
                         "tcp://HOST:8786 (started with `dask scheduler` and `dask worker`, or dask-jobqueue)")
 
