@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from chiploop.experiments.engine import DaskExecutor, SerialExecutor
-from chiploop.experiments.sweep import SweepSpec, run_sweep
+from chiploop.experiments.sweeps.engine import DaskExecutor, SerialExecutor
+from chiploop.experiments.sweeps.runner import run_sweep
+from chiploop.experiments.sweeps.spec import SweepSpec
 from chiploop.specs import from_mapping
 
 

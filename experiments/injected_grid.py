@@ -2,13 +2,14 @@
 
     .venv/bin/python experiments/injected_grid.py [--biases 0 0.25 0.5 1] [--sigmas 0 0.5 1 2]
         [--tasks teacher_student digits] [--seeds 3] [--lr 0.1] [--epochs-ts 200] [--epochs-digits 60]
-        [--workers 2]
+        [--out runs/injected_grid] [--workers N | --scheduler ADDRESS]
 
 Ideal chip, ideal backprop wrapped by the injected estimator ``ĝ' = ĝ + ξ - b ||ĝ|| u``
 (``||ξ|| = σ ||ĝ||``), constant lr, seeds 0, 1, 2, ... For every task it prints the final training
 loss and the final test loss (mean ± std over seeds; rows b, columns σ), and whether some
 (b, σ) ≠ (0, 0) ends with a lower mean test loss than plain backprop (0, 0), by how much, and how
-that compares with the spread over seeds.
+that compares with the spread over seeds. The runs are one sweep (zip over the tasks, grid over b
+and σ) trained by the sweep runner into ``--out``: re-running resumes, ``chiploop report OUT`` plots it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+
+from chiploop.experiments.cli import engine_options
+from chiploop.experiments.sweeps.engine import make_executor
+from chiploop.experiments.sweeps.ledger import read_rows
+from chiploop.experiments.sweeps.runner import counts_text, run_sweep, sweep_study
+from chiploop.experiments.sweeps.spec import SweepSpec
+from chiploop.specs import SpecError, from_mapping
 
 TASKS = {
     "teacher_student": {"task": {"name": "teacher_student", "teacher_sizes": [20, 32, 5], "n_samples": 2000,
@@ -27,26 +35,23 @@ TASKS = {
 }
 
 
-def _init_worker() -> None:
-    import torch
+def sweep(args: argparse.Namespace, epochs: dict[str, int]) -> SweepSpec:
+    """Every task (zip: its data, model and epochs) at every (b, σ) (grid) with seeds 0, 1, ...: one sweep spec."""
+    return from_mapping(SweepSpec, {
+        "base": {"device": "ideal", "rule": "backprop", "lr": args.lr, "schedule": "constant", "batch_size": 32,
+                 "threads": 1, "injected": {"bias": 0.0, "variance": 0.0}},
+        "zip": {"name": list(args.tasks), "task": [TASKS[t]["task"] for t in args.tasks],
+                "model": [TASKS[t]["model"] for t in args.tasks], "epochs": [epochs[t] for t in args.tasks]},
+        "grid": {"injected.bias": args.biases, "injected.variance": args.sigmas},
+        "seeds": list(range(args.seeds))}, source="experiments/injected_grid.py")
 
-    torch.set_num_threads(1)
 
-
-def one(job: tuple[str, float, float, int, float, int]) -> dict:
-    """Train one (task, b, σ, seed); return its final losses and accuracy."""
-    from chiploop.experiments.spec import experiment_from_data
-    from chiploop.experiments.train import train
-
-    task, b, sigma, seed, lr, epochs = job
-    spec = experiment_from_data({
-        **TASKS[task], "name": f"{task}-b{b}-s{sigma}", "device": "ideal", "rule": "backprop", "lr": lr,
-        "schedule": "constant", "batch_size": 32, "epochs": epochs, "seed": seed, "threads": 1,
-        "injected": {"bias": b, "variance": sigma}})
-    result = train(spec, progress=False)
-    return {"task": task, "b": b, "sigma": sigma, "seed": seed, "status": result.status,
-            "train_loss": result.final["train_loss"], "test_loss": result.final["test_loss"],
-            "test_acc": result.final["test_acc"], "wall_s": result.wall_s}
+def outcome(row: dict) -> dict:
+    """One ledger row as (task, b, σ, seed), its status, final losses and accuracy (NaN when it failed)."""
+    spec, final = row["spec"], row["final"]
+    return {"task": spec["name"], "b": spec["injected"]["bias"], "sigma": spec["injected"]["variance"],
+            "seed": spec["seed"], "status": row["status"], "wall_s": row["wall_s"],
+            **{k: final.get(k, math.nan) for k in ("train_loss", "test_loss", "test_acc")}}
 
 
 def stats(values: list[float]) -> tuple[float, float]:
@@ -113,21 +118,26 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--epochs-ts", type=int, default=200, help="epochs on teacher_student")
     parser.add_argument("--epochs-digits", type=int, default=60, help="epochs on digits")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="runs/injected_grid", help="sweep directory (default runs/injected_grid); "
+                        "re-running resumes")
+    engine_options(parser)
     args = parser.parse_args()
     if 0.0 not in args.biases or 0.0 not in args.sigmas:
         parser.error("the grid must contain b = 0 and σ = 0 (the reference)")
 
     epochs = {"teacher_student": args.epochs_ts, "digits": args.epochs_digits}
-    jobs = [(t, b, s, seed, args.lr, epochs[t]) for t in args.tasks for b in args.biases for s in args.sigmas
-            for seed in range(args.seeds)]
     start = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
-        rows = list(pool.map(one, jobs))
+    try:
+        spec, executor = sweep(args, epochs), make_executor(args.workers, args.scheduler)
+        counts = run_sweep(spec, args.out, "experiments/injected_grid.py", progress=False, executor=executor)
+    except SpecError as err:
+        print(f"injected_grid.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
     wall = time.perf_counter() - start
+    rows = [outcome(row) for row in read_rows(args.out, sweep_study(spec).ids).values()]
 
     print(f"injected bias b and variance σ² on ideal backprop, ideal chip, constant lr {args.lr}, batch 32, "
-          f"seeds 0..{args.seeds - 1}; {len(jobs)} runs in {wall:.0f} s on {args.workers} workers")
+          f"seeds 0..{args.seeds - 1}; {counts_text(counts, executor)} in {wall:.0f} s")
     for task in args.tasks:
         cells = {(b, s): [r for r in rows if r["task"] == task and r["b"] == b and r["sigma"] == s]
                  for b in args.biases for s in args.sigmas}
@@ -140,5 +150,5 @@ def main() -> None:
         print("\n" + comparison(cells, args.seeds))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the Dask workers are spawned processes: keep the entry point guarded
     main()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from chiploop.experiments.inference import time_label
+from chiploop.experiments.deploy import time_label
 
 
 def paired_table(run_dir: Path, baseline: str = "none") -> pd.DataFrame:

@@ -1,21 +1,31 @@
 """Choose learning rates on the digits *validation* split (never the test split).
 
     .venv/bin/python experiments/tune_lr.py [--devices ...] [--rules ...] [--decorrelation off on]
-        [--epochs 20] [--seeds 4] [--lrs ...] [--workers 2] [--schedule cosine] [--suite OUT.yaml]
+        [--epochs 20] [--seeds 4] [--lrs ...] [--schedule cosine] [--suite OUT.yaml]
+        [--out runs/tune_lr] [--workers N | --scheduler ADDRESS]
 
 For every (device, rule, decorrelation) and every lr it trains digits 64-64-10 for the given
 seeds (100, 101, ...; not the evaluation seeds 0-2) and prints the mean validation accuracy; the
-best lr is marked. ``--suite`` writes a suite file with the chosen lrs and seeds 0-2, which
+best lr is marked (an lr at which some seed diverged or failed is shown with its count and never
+chosen). The runs are one sweep (zip over the configurations, grid over lr) trained by the sweep
+runner into ``--out``: re-running resumes, and ``chiploop report OUT --x lr`` plots it.
+``--suite`` writes a suite file with the chosen lrs and seeds 0-2, which
 ``chiploop demo --suite OUT.yaml`` then evaluates on the test split.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-from concurrent.futures import ProcessPoolExecutor
+import sys
 
+import pandas as pd
 import yaml
+
+from chiploop.experiments.cli import engine_options
+from chiploop.experiments.sweeps.engine import make_executor
+from chiploop.experiments.sweeps.runner import counts_text, run_sweep
+from chiploop.experiments.sweeps.spec import SweepSpec
+from chiploop.specs import SpecError, from_mapping
 
 DEVICES = ["ideal", "constant-step", "ecram", "reram-sb", "reram-sb-tt", "reram-sb-ttv2",
            "reram-sb-cttv2", "reram-sb-agad", "reram-sb-mp"]
@@ -43,16 +53,24 @@ def variant(device: str, rule: str, decorrelation: str) -> dict:
     return out
 
 
-def one(job: tuple[dict, float, int, int]) -> tuple[str, float, float]:
-    import torch
+def sweep(args: argparse.Namespace, variants: list[dict]) -> SweepSpec:
+    """Every variant (zip) at every lr (grid) with seeds 100, 101, ...: one sweep spec."""
+    keys = ("name", "device", "rule", "decorrelation")
+    return from_mapping(SweepSpec, {
+        "base": {**base(args), "epochs": args.epochs},
+        "zip": {k: [v.get(k) for v in variants] for k in keys},
+        "grid": {"lr": args.lrs},
+        "seeds": list(range(100, 100 + args.seeds))}, source="experiments/tune_lr.py")
 
-    from chiploop.experiments.spec import experiment_from_data
-    from chiploop.experiments.train import train
 
-    torch.set_num_threads(1)
-    data, lr, seed, epochs = job
-    spec = experiment_from_data({**data, "lr": lr, "seed": seed, "epochs": epochs})
-    return data["name"], lr, train(spec, progress=False).final["val_acc"]
+def cell(runs: pd.DataFrame) -> tuple[str, float | None]:
+    """A table cell (mean validation accuracy over the seeds) and its score for the choice (None: not eligible)."""
+    not_ok = runs[runs["status"] != "ok"]["status"].value_counts()
+    note = ", ".join(f"{n} {s}" for s, n in not_ok.items())
+    ok = runs[runs["status"] == "ok"]["val_acc"]
+    mean = float(ok.mean()) if len(ok) else None
+    text = (f"{mean:.3f}" if mean is not None else "-") + (f" ({note})" if note else "")
+    return text, (mean if not note else None)
 
 
 def main() -> None:
@@ -64,27 +82,36 @@ def main() -> None:
     parser.add_argument("--lrs", nargs="+", type=float, default=LRS)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
     parser.add_argument("--suite", help="write a suite YAML with the chosen lrs here")
+    parser.add_argument("--out", default="runs/tune_lr", help="sweep directory (default runs/tune_lr); re-running "
+                        "resumes")
+    engine_options(parser)
     args = parser.parse_args()
 
     variants = [{**base(args), **variant(d, r, c)} for r in args.rules for c in args.decorrelation
                 for d in args.devices]
-    jobs = [(v, lr, s, args.epochs) for v in variants for lr in args.lrs for s in range(100, 100 + args.seeds)]
-    with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(one, jobs))
+    try:
+        spec, executor = sweep(args, variants), make_executor(args.workers, args.scheduler)
+        counts = run_sweep(spec, args.out, "experiments/tune_lr.py", progress=False, executor=executor)
+    except SpecError as err:
+        print(f"tune_lr.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    frame = pd.read_parquet(f"{args.out}/results.parquet")
 
     print(f"digits 64-64-10, {args.epochs} epochs, {args.schedule} lr, mean validation accuracy over seeds "
-          f"100..{99 + args.seeds} (* = chosen)")
+          f"100..{99 + args.seeds} (* = chosen); {counts_text(counts, executor)}")
     print("| run | " + " | ".join(f"lr {lr}" for lr in args.lrs) + " |")
     print("|---|" + "---|" * len(args.lrs))
     chosen = []
     for v in variants:
-        means = {lr: statistics.mean(acc for name, l, acc in rows if name == v["name"] and l == lr) for lr in args.lrs}
-        best = max(means, key=means.get)
-        print(f"| {v['name']} | " + " | ".join(f"{means[lr]:.3f}{'*' if lr == best else ''}" for lr in args.lrs) + " |")
-        chosen.append({k: val for k, val in {**v, "lr": best}.items() if k not in base(args)})
+        cells = {lr: cell(frame[(frame["name"] == v["name"]) & (frame["lr"] == lr)]) for lr in args.lrs}
+        eligible = {lr: score for lr, (_, score) in cells.items() if score is not None}
+        best = max(eligible, key=eligible.get) if eligible else None
+        print(f"| {v['name']} | " + " | ".join(text + ("*" if lr == best else "") for lr, (text, _) in cells.items())
+              + " |")
+        if best is not None:
+            chosen.append({k: val for k, val in {**v, "lr": best}.items() if k not in base(args)})
     if args.suite:
         suite = {"epochs": args.epochs, "seeds": 3, "base": base(args), "runs": chosen}
         header = (f"# Written by: python experiments/tune_lr.py --devices {' '.join(args.devices)} --rules "
@@ -96,5 +123,5 @@ def main() -> None:
         print(f"wrote {args.suite}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the Dask workers are spawned processes: keep the entry point guarded
     main()

@@ -5,7 +5,7 @@ import dataclasses
 import statistics
 import pytest
 
-from chiploop.experiments.demo import SuiteSpec, demo_path, run_suite
+from chiploop.experiments.sweeps.suite import SuiteSpec, demo_path, run_suite
 from chiploop.specs import from_mapping, load_yaml
 
 SUITE = demo_path()

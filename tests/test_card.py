@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 
-import chiploop
 from chiploop.devices.conductance import G_MAX_US, conductance_pair, weights_from_conductances
 from chiploop.experiments.card import (CARD_FORMAT, RuleCard, best_card, card_from_run, card_rule,
                                        experiment_from_card, load_card, write_card)
@@ -56,7 +55,7 @@ def test_card_from_a_run_loads_back_equal(runs, tmp_path):
     path = write_card(card, tmp_path / "card.yaml")
     text = path.read_text()
     assert text.startswith("# chiploop rule card") and "!!" not in text and not list(tmp_path.glob(".*.tmp"))
-    loaded = chiploop.load_card(path)
+    loaded = load_card(path)
     assert loaded == card and isinstance(loaded, RuleCard)
     assert loaded.format_version == CARD_FORMAT
     assert loaded.rule.name == "backprop" and loaded.decorrelation is None

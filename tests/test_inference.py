@@ -14,7 +14,7 @@ from chiploop.devices.aihwkit import _io, to_inference_rpu_config
 from chiploop.emulator import Crossbar
 from chiploop.emulator.inference import InferenceCrossbar
 from chiploop.experiments.cli import main
-from chiploop.experiments.inference import (
+from chiploop.experiments.deploy import (
     evaluate_over_time,
     exact_accuracy,
     final_key,

@@ -1,14 +1,18 @@
 """Contract: every shipped device preset loads, builds a tile and trains an epoch on digits."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from chiploop.devices import load_device, preset_names
-from chiploop.devices.aihwkit import to_rpu_config
+from chiploop.devices.aihwkit import RESPONSE_CLASSES, mirror_classes, mirror_responses, to_rpu_config
+from chiploop.devices.spec import MIRRORS, DeviceSpec
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import train
+from chiploop.specs import SpecError
 
 PRESETS = preset_names()
 
@@ -30,6 +34,36 @@ def test_preset_builds_a_tile_and_trains_one_epoch(name):
     before, after = result.history[0], result.history[-1]
     assert result.status == "ok" and len(result.history) == 2
     assert math.isfinite(after["train_loss"]) and after["train_loss"] != before["train_loss"]
+
+
+def test_mirror_table_matches_aihwkits_classes():
+    """devices/spec.py names aihwkit's device classes and their responses without importing aihwkit;
+    this is where the table meets the installed aihwkit."""
+    assert MIRRORS == mirror_responses()
+    for name, cls in mirror_classes().items():  # each class has exactly one of the responses
+        assert [r for r, base in RESPONSE_CLASSES.items() if issubclass(cls, base)] == [MIRRORS[name]], name
+
+
+def test_every_preset_mirrors_a_class_of_its_response():
+    for name in PRESETS:
+        spec = load_device(name)
+        assert not spec.mirrors or MIRRORS[spec.mirrors] == spec.response, name
+
+
+def test_reading_a_device_spec_does_not_load_aihwkit():
+    code = ("import sys; from chiploop.devices import load_device; load_device('reram-sb'); "
+            "print('aihwkit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("fields, field, allowed", [
+    ({"mirrors": "FooDevice"}, "mirrors", "ReRamSBPresetDevice"),
+    ({"mirrors": "EcRamPresetDevice", "response": "soft_bounds"}, "response", "'linear_step', the response of"),
+])
+def test_a_wrong_mirror_names_the_field(fields, field, allowed):
+    with pytest.raises(SpecError, match=f"field '{field}'.*{allowed}"):
+        DeviceSpec(**fields)
 
 
 def test_override_keeps_preset_provenance_and_changes_the_field():

@@ -7,7 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from chiploop.experiments.sweep import expand, load_sweep, run_sweep
+from chiploop.experiments.sweeps.runner import run_sweep
+from chiploop.experiments.sweeps.spec import expand, load_sweep
 from chiploop.specs import SpecError
 
 SWEEP = """
@@ -39,7 +40,7 @@ def test_expansion_counts_grid_zip_random_and_seeds(spec_file):
 def test_run_ids_are_the_same_in_another_process(spec_file):
     path = spec_file(SWEEP)
     here = [s.spec_hash() for s in expand(load_sweep(path))]
-    code = ("import json, sys; from chiploop.experiments.sweep import expand, load_sweep; "
+    code = ("import json, sys; from chiploop.experiments.sweeps.spec import expand, load_sweep; "
             "print(json.dumps([s.spec_hash() for s in expand(load_sweep(sys.argv[1]))]))")
     there = json.loads(subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
                                       check=True).stdout)

@@ -2,19 +2,17 @@
 processes, a driver killed with SIGKILL and resumed, and a run that crashes."""
 
 import os
-import signal
-import socket
-import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from chiploop.experiments.engine import DaskExecutor, make_executor
-from chiploop.experiments.sweep import expand, load_sweep, run_sweep
+from processes import free_port, kill_after_rows, ledger_rows
+
+from chiploop.experiments.sweeps.engine import DaskExecutor, make_executor
+from chiploop.experiments.sweeps.runner import run_sweep
+from chiploop.experiments.sweeps.spec import expand, load_sweep
 from chiploop.specs import SpecError
 
 SMALL = "base: {device: ideal, epochs: 2, model: {sizes: [64, 16, 10]}}\ngrid: {lr: [0.1, 0.5]}\nseeds: [0, 1]\n"
@@ -23,48 +21,6 @@ METRICS = ["train_loss", "test_loss", "test_acc"]
 
 def _table(out: Path) -> pd.DataFrame:
     return pd.read_parquet(out / "results.parquet").set_index("id").sort_index()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stat(pid: str | int) -> tuple[str, int] | None:
-    """(state, parent pid) of a process from /proc, None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[1])
-
-
-def _alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if (stat := _stat(pid)) is not None and stat[0] != "Z"}
-
-
-def _children(pid: int) -> set[int]:
-    """Process ids of every live descendant of ``pid``."""
-    parents = {int(p.name): stat[1] for p in Path("/proc").iterdir() if p.name.isdigit()
-               and (stat := _stat(p.name)) is not None and stat[0] != "Z"}
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _ledger_rows(path: Path) -> dict[str, float]:
-    if not path.exists():
-        return {}
-    db = sqlite3.connect(path)
-    try:
-        return dict(db.execute("SELECT id, finished FROM runs"))
-    except sqlite3.OperationalError:  # the driver has not made the table yet
-        return {}
-    finally:
-        db.close()
 
 
 def test_a_local_dask_cluster_gives_the_serial_results_on_the_ideal_chip(spec_file, tmp_path):
@@ -100,7 +56,7 @@ def test_bad_engine_options_raise_one_clear_error(workers, scheduler, field):
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(spec_file, tmp_path):
-    executor = DaskExecutor(scheduler=f"tcp://127.0.0.1:{_free_port()}", timeout=2)
+    executor = DaskExecutor(scheduler=f"tcp://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(SpecError) as info:
         run_sweep(load_sweep(spec_file(SMALL)), tmp_path, progress=False, executor=executor)
     assert info.value.field == "--scheduler"
@@ -110,64 +66,16 @@ def test_a_sweep_killed_with_sigkill_resumes_without_losing_or_repeating_runs(sp
     path = spec_file("base: {device: constant-step, epochs: 6, model: {sizes: [64, 32, 10]}}\n"
                      "grid: {lr: [0.1, 0.2, 0.3, 0.5]}\nseeds: [0, 1, 2]\n")
     out = tmp_path / "sweep"
-    driver = subprocess.Popen([sys.executable, "-m", "chiploop.experiments.cli", "sweep", str(path), "--out", str(out),
-                               "--workers", "2", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while len(_ledger_rows(out / "ledger.sqlite")) < 3 and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        workers = _children(driver.pid)
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
-    finally:
-        driver.kill()
-    before = _ledger_rows(out / "ledger.sqlite")
+    before = kill_after_rows([sys.executable, "-m", "chiploop.experiments.cli", "sweep", str(path), "--out", str(out),
+                              "--workers", "2", "--quiet"], out / "ledger.sqlite", rows=3)
     assert 3 <= len(before) < 12, "the kill came after some, not all, runs had finished"
-    assert workers, "the driver had started worker processes"
-    deadline = time.monotonic() + 60
-    while _alive(workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = _alive(workers)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert not left, f"worker processes left behind after the driver was killed: {sorted(left)}"
 
     counts = run_sweep(load_sweep(path), out, progress=False, executor=DaskExecutor(workers=2))
-    after = _ledger_rows(out / "ledger.sqlite")
+    after = ledger_rows(out / "ledger.sqlite")
     assert counts == {"runs": 12, "already_done": len(before), "ran": 12 - len(before)}
     assert len(after) == 12 and {k: after[k] for k in before} == before  # finished runs were not re-run
     table = _table(out)
     assert len(table) == 12 and table.index.is_unique and (table["status"] == "ok").all()
-
-
-@pytest.fixture
-def loopback_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1, stopped by process id."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    dask = str(Path(sys.executable).parent / "dask")
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": tmp_path}
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                              **quiet)]
-    procs += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-                                "--no-dashboard"], **quiet) for _ in range(2)]
-    try:
-        from distributed import Client
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield address
-    finally:
-        everything = set().union(*(_children(p.pid) | {p.pid} for p in procs))
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pid in _alive(everything):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_sweep_on_a_loopback_dask_cluster_matches_the_local_default(spec_file, tmp_path, loopback_cluster, capsys):

@@ -1,11 +1,9 @@
 """chiploop: train neural networks on emulated analog crossbar chips and see what the chip did
-to the gradient."""
+to the gradient.
+
+The package root holds the version only: it imports nothing, so ``import chiploop`` stays light
+(no torch, no aihwkit) and no layer above can be reached from it. Rule cards are read with
+:func:`chiploop.experiments.card.load_card`.
+"""
 
 __version__ = "0.1.0"
-
-
-def load_card(path):
-    """Read and validate a rule card (see :mod:`chiploop.experiments.card`); imported lazily so that
-    ``import chiploop`` stays light."""
-    from chiploop.experiments.card import load_card as _load_card
-    return _load_card(path)

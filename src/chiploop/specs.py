@@ -1,19 +1,24 @@
-"""Frozen-dataclass specs loaded from YAML, validated completely at load time.
+"""Frozen-dataclass specs, validated completely whenever one is built: from YAML or in Python.
 
-Every spec in chiploop (device, experiment, rule options) is a frozen dataclass whose fields
-carry their allowed values in ``dataclasses.field(metadata=...)``; :func:`from_mapping`
-turns a plain mapping (from ``yaml.safe_load``) into one, and any problem becomes a single
-:class:`SpecError` that names the file, the field, the value and what is allowed.
+Every spec in chiploop (device, experiment, rule options) is a frozen dataclass that subclasses
+:class:`Spec` and whose fields carry their allowed values in :func:`spec_field`. Building one
+runs :func:`check_spec` (each field's type, Literal values and declared range) and then the
+class's own cross-field :meth:`Spec.check`, so ``DeviceSpec(dw_min=-1.0)`` fails exactly as
+``{dw_min: -1}`` in a YAML file does. :func:`from_mapping` turns a plain mapping (from
+``yaml.safe_load``) into a spec, converting YAML's forms (lists, numbers written as strings,
+nested mappings, preset names) on the way; any problem becomes a single :class:`SpecError` that
+names the file, the field, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +69,143 @@ def describe_range(f: dataclasses.Field) -> str:
     return " ".join(parts) if parts else "any value"
 
 
+class Spec:
+    """Base of every spec dataclass: checks run right after construction (equinox's rule).
+
+    First :func:`check_spec` (every field against its type and declared range), then
+    :meth:`check`. Subclasses are ``@dataclass(frozen=True)`` and put checks that involve
+    several fields in ``check``, not in ``__post_init__``; ``dataclasses.replace`` checks again.
+    """
+
+    def __post_init__(self) -> None:
+        check_spec(self)
+        self.check()
+
+    def check(self) -> None:
+        """Checks that involve several fields; raise a SpecError that names one of them."""
+
+
+def check_spec(obj: Any) -> None:
+    """Check every field of a spec dataclass against its type (Literal values included) and its
+    declared range; the first bad field raises a SpecError naming it. Nested specs are not
+    walked: each checked itself when it was built. The checks of a class are made once."""
+    for name, check in _field_checks(type(obj)):
+        check(getattr(obj, name), name)
+
+
+_FIELD_CHECKS: dict[type, tuple[tuple[str, Callable[[Any, str], None]], ...]] = {}
+
+
+def _field_checks(cls: type) -> tuple[tuple[str, Callable[[Any, str], None]], ...]:
+    """(name, check) of every init field of a spec class, from its annotation and its range."""
+    found = _FIELD_CHECKS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _FIELD_CHECKS[cls] = tuple((f.name, _with_range(f, _type_check(hints[f.name])))
+                                           for f in dataclasses.fields(cls) if f.init)
+    return found
+
+
+def _with_range(f: dataclasses.Field, check: Callable[[Any, str], None]) -> Callable[[Any, str], None]:
+    """``check`` followed by the range ``[low, high]`` declared in the field's metadata (numbers only)."""
+    low, high, low_open = f.metadata.get("low"), f.metadata.get("high"), f.metadata.get("low_open")
+    if low is None and high is None:
+        return check
+
+    def check_range(value: Any, name: str) -> None:
+        check(value, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
+            raise SpecError(name, value, describe_range(f))
+    return check_range
+
+
+def check_value(tp: Any, value: Any, name: str) -> None:
+    """A Python value of a spec field is of the field's type ``tp``, else SpecError for ``name``."""
+    _type_check(tp)(value, name)
+
+
+# what a scalar field accepts, in the words of the error
+_SCALARS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+
+
+def _is_scalar(tp: type, value: Any) -> bool:
+    """Whether ``value`` is a ``tp`` (bool, int, float, str); a bool is no number, an int is a float."""
+    if isinstance(value, bool):
+        return tp is bool
+    if tp is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, tp)
+
+
+def _check_literal(tp: Any, value: Any, name: str) -> None:
+    args = typing.get_args(tp)
+    if value in args and not isinstance(value, bool):
+        return
+    close = difflib.get_close_matches(str(value), [str(a) for a in args], 1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise SpecError(name, value, _type_name(tp) + hint)
+
+
+def _union_options(tp: Any, value: Any, name: str, check: Callable[[Any, Any, str], Any]) -> Any:
+    """``check`` ``value`` against the members of a Union: None for Optional, else the first member
+    that takes it; an Optional[X] reports X's own error, a wider Union every member's."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    options = [a for a in args if a is not type(None)]
+    if len(options) == 1:
+        return check(options[0], value, name)
+    errors = []
+    for arg in options:
+        try:
+            return check(arg, value, name)
+        except SpecError as err:
+            errors.append(err.allowed)
+    raise SpecError(name, value, " or ".join(errors))
+
+
+@functools.cache
+def _type_check(tp: Any) -> Callable[[Any, str], None]:
+    """A function ``(value, name)`` that raises SpecError unless ``value`` is a ``tp``, made once per type.
+
+    The types :func:`_coerce` reads from YAML, checked without converting: a nested spec must
+    already be one, a tuple field takes a list or a tuple, a float field an int."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return lambda value, name: _union_options(tp, value, name, check_value)
+    if origin is Literal:
+        return lambda value, name: _check_literal(tp, value, name)
+    if dataclasses.is_dataclass(tp) or hasattr(tp, "from_value"):
+        def check_instance(value: Any, name: str) -> None:
+            if not isinstance(value, tp):
+                raise SpecError(name, value, f"a {tp.__name__}")
+        return check_instance
+    if origin is tuple:
+        item = _type_check(args[0])
+
+        def check_items(value: Any, name: str) -> None:
+            if not isinstance(value, (list, tuple)):
+                raise SpecError(name, value, f"a list of {_type_name(args[0])}")
+            for i, v in enumerate(value):
+                item(v, f"{name}[{i}]")
+        return check_items
+    if origin is dict or tp is dict:
+        def check_mapping(value: Any, name: str) -> None:
+            if not isinstance(value, Mapping):
+                raise SpecError(name, value, "a mapping")
+        return check_mapping
+    if tp in _SCALARS:
+        def check_scalar(value: Any, name: str) -> None:
+            if not _is_scalar(tp, value):
+                raise SpecError(name, value, _SCALARS[tp])
+        return check_scalar
+    if tp is Any:
+        return lambda value, name: None
+    raise TypeError(f"spec field type {tp!r} is not supported")  # a bug in chiploop, not in the spec
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
@@ -77,24 +219,10 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     """Convert a YAML value to ``tp`` or raise SpecError for field ``name``."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1:  # Optional[X]: X's own error, with its own field name
-            return _coerce(options[0], value, name)
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(arg, value, name)
-            except SpecError as err:
-                errors.append(err.allowed)
-        raise SpecError(name, value, " or ".join(errors))
+        return _union_options(tp, value, name, _coerce)
     if origin is Literal:
-        if value in args and not isinstance(value, bool):
-            return value
-        close = difflib.get_close_matches(str(value), [str(a) for a in args], 1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise SpecError(name, value, _type_name(tp) + hint)
+        _check_literal(tp, value, name)
+        return value
     if hasattr(tp, "from_value"):  # specs with their own shorthand (a preset name, say)
         return tp.from_value(value, name)
     if dataclasses.is_dataclass(tp):
@@ -107,27 +235,15 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
         if not isinstance(value, Mapping):
             raise SpecError(name, value, "a mapping")
         return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise SpecError(name, value, "true or false")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise SpecError(name, value, "an integer")
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+    if tp in _SCALARS:
+        if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
                 value = float(value)
             except ValueError:
                 raise SpecError(name, value, "a number") from None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise SpecError(name, value, "a finite number")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise SpecError(name, value, "a string")
+        if not _is_scalar(tp, value):
+            raise SpecError(name, value, _SCALARS[tp])
+        return float(value) if tp is float else value
     if tp is Any:
         return value
     raise TypeError(f"spec field {name}: unsupported type {tp!r}")  # a bug in chiploop, not in the spec
@@ -149,24 +265,11 @@ def field_at(cls: type, dotted: str) -> dataclasses.Field | None:
     return found
 
 
-def check_ranges(obj: Any, prefix: str = "") -> None:
-    """Check every numeric field of a spec dataclass against its declared range."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        low, high = f.metadata.get("low"), f.metadata.get("high")
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        too_low = low is not None and (value <= low if f.metadata.get("low_open") else value < low)
-        too_high = high is not None and value > high
-        if too_low or too_high:
-            raise SpecError(prefix + f.name, value, describe_range(f))
-
-
 def from_mapping(cls: type, data: Any, *, source: str | None = None, prefix: str = "") -> Any:
     """Build the frozen dataclass ``cls`` from ``data``, checking keys, types and ranges.
 
-    Unknown keys are named with the valid ones and the closest match; ``cls.__post_init__``
-    may raise SpecError for checks that involve several fields.
+    Unknown keys are named with the valid ones and the closest match; building ``cls`` runs its
+    own checks (:class:`Spec`: every field's type and range, then the cross-field ``check``).
     """
     try:
         if not isinstance(data, Mapping):
@@ -187,12 +290,13 @@ def from_mapping(cls: type, data: Any, *, source: str | None = None, prefix: str
             raise SpecError(prefix + missing[0], None, "a value is required")
         try:
             obj = cls(**kwargs)
+            if not isinstance(obj, Spec):  # a plain dataclass: the same checks, once here
+                check_spec(obj)
         except SpecError as err:
             if prefix and not err.field.startswith(prefix):
                 err.field = prefix + err.field
                 err.args = (err._message(),)
             raise
-        check_ranges(obj, prefix)
         return obj
     except SpecError as err:
         raise err.in_source(source) if source else err

@@ -23,14 +23,35 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
-from chiploop.specs import SpecError, from_mapping, load_yaml, spec_field
+from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, spec_field
 
 Response = Literal["constant_step", "linear_step", "soft_bounds", "exp_step", "pow_step"]
 Algorithm = Literal["float", "sgd", "tiki_taka", "ttv2", "c_ttv2", "agad", "mixed_precision"]
 
+# aihwkit device class a spec may mirror -> the response it has. Written out here so that reading a
+# spec never loads aihwkit; tests/test_presets.py checks it against aihwkit's own classes
+# (devices.aihwkit.mirror_responses), so it cannot drift from the installed aihwkit unnoticed.
+MIRRORS: dict[str, str] = {
+    "ConstantStepDevice": "constant_step",
+    "GokmenVlasovPresetDevice": "constant_step",
+    "IdealizedPresetDevice": "constant_step",
+    "LinearStepDevice": "linear_step",
+    "CapacitorPresetDevice": "linear_step",
+    "EcRamPresetDevice": "linear_step",
+    "EcRamMOPresetDevice": "linear_step",
+    "SoftBoundsReferenceDevice": "soft_bounds",
+    "ReRamSBPresetDevice": "soft_bounds",
+    "ReRamArrayHfO2PresetDevice": "soft_bounds",
+    "ReRamArrayOMPresetDevice": "soft_bounds",
+    "ExpStepDevice": "exp_step",
+    "PCMPresetDevice": "exp_step",
+    "ReRamESPresetDevice": "exp_step",
+    "PowStepDevice": "pow_step",
+}
+
 
 @dataclass(frozen=True)
-class DriftSpec:
+class DriftSpec(Spec):
     """Conductance drift after programming: ``G(t) = G(t0) (t / t0)^(-nu)`` (PCM; Ambrogio 2019)."""
 
     model: Literal["none", "pcm"] = spec_field("none", doc="drift law: none, or power-law PCM drift", ideal="none")
@@ -39,7 +60,7 @@ class DriftSpec:
 
 
 @dataclass(frozen=True)
-class InferenceSpec:
+class InferenceSpec(Spec):
     """How the technology holds weights once training is over: programmed once into inference
     tiles, then left to drift (aihwkit's statistical inference models; Nandakumar et al. 2019
     for PCM; Joshi et al. 2020 for global drift compensation)."""
@@ -53,7 +74,7 @@ class InferenceSpec:
 
 
 @dataclass(frozen=True)
-class DeviceSpec:
+class DeviceSpec(Spec):
     """A crossbar technology: update response, noise, bounds, periphery, and update algorithm."""
 
     preset: str = spec_field("", doc="the shipped preset this spec came from (provenance)")
@@ -97,7 +118,7 @@ class DeviceSpec:
     tile_size: int = spec_field(512, doc="largest crossbar (rows and columns); wider layers span "
                                 "several tiles", unit="cells", low=1, high=65536)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.write_noise_std > 0 and self.response == "constant_step":
             raise SpecError("write_noise_std", self.write_noise_std,
                             "0 for response constant_step (aihwkit has no write noise for it)")
@@ -106,9 +127,10 @@ class DeviceSpec:
                 raise SpecError(name, 1, "0 (no quantisation) or 2 <= value <= 24")
         if self.w_min >= self.w_max:
             raise SpecError("w_min", self.w_min, f"less than w_max ({self.w_max})")
-        if self.mirrors:
-            from chiploop.devices.aihwkit import check_mirror  # only this module knows aihwkit's classes
-            check_mirror(self.mirrors, self.response)
+        if self.mirrors and self.mirrors not in MIRRORS:
+            raise SpecError("mirrors", self.mirrors, "an aihwkit device class: " + ", ".join(sorted(MIRRORS)))
+        if self.mirrors and MIRRORS[self.mirrors] != self.response:
+            raise SpecError("response", self.response, f"{MIRRORS[self.mirrors]!r}, the response of {self.mirrors}")
 
     @property
     def is_float(self) -> bool:

@@ -31,9 +31,11 @@ import yaml
 
 from chiploop.devices.spec import DeviceSpec
 from chiploop.experiments.results import Result, write_atomic
-from chiploop.experiments.spec import (ExperimentSpec, ModelSpec, RuleSpec, TaskSpec, experiment_from_data)
+from chiploop.experiments.spec import (ExperimentSpec, ModelSpec, RuleSpec, TaskSpec, apply_overrides,
+                                      check_model_fits_task, experiment_from_data)
+from chiploop.experiments.stats import higher_is_better
 from chiploop.learning.decorrelation import DecorrelationSpec
-from chiploop.specs import SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
+from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, set_dotted, spec_field, to_plain
 
 CARD_FORMAT = 1  # format_version this chiploop writes and the newest it reads
 
@@ -41,7 +43,7 @@ _SCALARS = (str, int, float, bool, type(None), datetime.date)
 
 
 @dataclass(frozen=True)
-class RuleCard:
+class RuleCard(Spec):
     """A learning rule tuned for a device: everything needed to train with it again, what it
     measured and where it came from."""
 
@@ -62,7 +64,7 @@ class RuleCard:
                                   "run: its own; several: their shared spec's with seed 0), run_hashes, "
                                   "source_runs, seeds, run_name, status, created (ISO-8601 UTC)")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         for key, value in self.metrics.items():
             if not isinstance(key, str):
                 raise SpecError("metrics", key, "metric names (strings)")
@@ -74,10 +76,7 @@ class RuleCard:
             items = value if isinstance(value, list) else [value]
             if not all(isinstance(v, _SCALARS) for v in items):
                 raise SpecError(f"provenance.{key}", value, "a string, a number or a list of them")
-        n_in, n_out = self.task.dims
-        if (self.model.sizes[0], self.model.sizes[-1]) != (n_in, n_out):
-            raise SpecError("model.sizes", list(self.model.sizes),
-                            f"widths starting with {n_in} and ending with {n_out} for task {self.task.name}")
+        check_model_fits_task(self.model, self.task)
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -149,7 +148,7 @@ def card_text(card: RuleCard) -> str:
               f"# measured on {card.task.name}, MLP {sizes}: {measured}\n"
               "# Plain YAML, read with yaml.safe_load. Train with it: chiploop run --card THIS_FILE "
               "[--set key=value ...]\n"
-              "# or in Python: chiploop.load_card(path); chiploop.experiments.card.card_rule(card)\n")
+              "# or in Python: chiploop.experiments.card.load_card(path), then card_rule(card)\n")
     body = yaml.dump(data, Dumper=_CardDumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
                      width=100)
     return header + body
@@ -179,11 +178,6 @@ def read_run(run_dir: str | Path) -> _Run:
     """A run dir's result and its spec, validated; a missing or malformed run is a SpecError."""
     result = Result.read(run_dir)
     return _Run(Path(run_dir), result, experiment_from_data(result.spec, source=str(Path(run_dir) / "result.json")))
-
-
-def _maximise(metric: str) -> bool:
-    """Accuracies and cosines are better high; every other metric (losses, bias, variance, ...) low."""
-    return metric.endswith("acc") or metric.endswith("cos")
 
 
 def _number(value: Any) -> bool:
@@ -260,7 +254,7 @@ def best_card(run_dirs: Iterable[str | Path], metric: str = "test_acc", device: 
         if not all(_number(v) and math.isfinite(v) for v in values):
             return -math.inf
         mean = statistics.fmean(values)
-        return mean if _maximise(metric) else -mean
+        return mean if higher_is_better(metric) else -mean
 
     best = max(groups.values(), key=score)  # first of equals
     return _card_from_group(sorted(best, key=lambda r: r.spec.seed), metric)
@@ -290,14 +284,7 @@ def experiment_from_card(card: RuleCard, overrides: Iterable[str] = (), source: 
             "task": to_plain(card.task), "model": to_plain(card.model), "device": device,
             "rule": to_plain(card.rule), "decorrelation": to_plain(card.decorrelation), "lr": card.lr,
             "schedule": card.schedule, "batch_size": card.batch_size, "epochs": card.epochs}
-    keys = []
-    for text in overrides:
-        try:
-            key, value = parse_override(text)
-        except SpecError as err:
-            raise err.in_source("--set") from None
-        keys.append(key)
-        data = set_dotted(data, key, value)
+    data, keys = apply_overrides(data, overrides)
     if not any(k == "model" or k.startswith("model.sizes") for k in keys) and isinstance(data.get("task"), Mapping):
         task = from_mapping(TaskSpec, data["task"], source=source, prefix="task.")
         sizes = list(card.model.sizes)

@@ -56,20 +56,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from chiploop.experiments.ablate import ablate, ablation_table
     from chiploop.experiments.spec import load_experiment
+    from chiploop.experiments.sweeps.ablation import ablate, ablation_table
+    from chiploop.experiments.sweeps.engine import make_executor
+    from chiploop.experiments.sweeps.runner import counts_text
 
     spec = load_experiment(args.spec, args.set)
+    if args.seeds < 1:
+        raise SpecError("--seeds", args.seeds, "1 or more seeds per variant")
+    executor = make_executor(args.workers, args.scheduler)
     out = Path(args.out) if args.out else Path("runs") / f"ablate-{spec.name}-{spec.spec_hash()}"
-    rows = ablate(spec, seeds=args.seeds, out_dir=out, progress=not args.quiet)
+    rows, counts = ablate(spec, seeds=args.seeds, out_dir=out, progress=not args.quiet, executor=executor,
+                          source=args.spec)
     print(ablation_table(rows, spec, args.seeds))
-    print(f"wrote {out / 'ablation.md'} and {out / 'ablation.csv'}")
+    print(f"{counts_text(counts, executor)}; wrote {out / 'ablation.md'}, {out / 'ablation.csv'} and "
+          f"{out / 'results.parquet'} (chiploop report {out})")
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from chiploop.experiments.engine import make_executor
-    from chiploop.experiments.sweep import Ledger, expand, load_sweep, run_sweep
+    from chiploop.experiments.sweeps.engine import make_executor
+    from chiploop.experiments.sweeps.ledger import Ledger
+    from chiploop.experiments.sweeps.runner import counts_text, run_sweep
+    from chiploop.experiments.sweeps.spec import expand, load_sweep
 
     sweep = load_sweep(args.spec)
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.spec).stem}"
@@ -87,13 +96,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{len(specs)} runs, {sum(s.spec_hash() in done for s in specs)} done")
         return 0
     counts = run_sweep(sweep, out, args.spec, progress=not args.quiet, executor=executor)
-    print(f"{counts['runs']} runs: {counts['already_done']} already done, {counts['ran']} ran on {executor.name}; "
-          f"wrote {out / 'ledger.sqlite'} and {out / 'results.parquet'}")
+    print(f"{counts_text(counts, executor)}; wrote {out / 'ledger.sqlite'} and {out / 'results.parquet'}")
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from chiploop.experiments.report import report
+    from chiploop.experiments.sweeps.report import report
 
     path, figures = report(args.sweep_dir, args.out, x=args.x, y=args.y, hue=args.hue, metric=args.metric)
     print(path.read_text().split("## Every configuration")[0].rstrip())
@@ -130,15 +138,17 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from chiploop.experiments.demo import run_demo
+    from chiploop.experiments.sweeps.engine import make_executor
+    from chiploop.experiments.sweeps.suite import run_demo
 
+    executor = make_executor(args.workers, args.scheduler)
     run_demo(out_dir=Path(args.out), epochs=args.epochs, seeds=args.seeds, progress=not args.quiet,
-             suite_path=args.suite)
+             suite_path=args.suite, executor=executor)
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from chiploop.experiments.inference import evaluate_run, summary_table
+    from chiploop.experiments.deploy import evaluate_run, summary_table
 
     summary, reference = evaluate_run(args.run_dir, args.times, args.repeats)
     print(summary_table(summary, reference))
@@ -146,6 +156,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"wrote {run_dir / 'result.json'} (inference, final inf_*), {run_dir / 'inference.csv'} and "
           f"{run_dir / 'inference.png'}")
     return 0
+
+
+def engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--scheduler``: where the runs of sweep, ablate and demo execute."""
+    parser.add_argument("--workers", type=int, help="local Dask worker processes (default one per core, the same "
+                        "for sweep, ablate and demo: the runs are independent, and on 2 cores 2 workers finish "
+                        "about 1.9x sooner than 1 after ~5 s to start them, docs/results.md); 0: serial in this "
+                        "process, for debugging")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. "
+                        "tcp://HOST:8786 (started with `dask scheduler` and `dask worker`, or dask-jobqueue)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,17 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     swp = sub.add_parser("sweep", help="run every configuration of a sweep spec; re-running resumes")
     swp.add_argument("spec", help="sweep YAML file (base, grid, zip, random, samples, seeds)")
     swp.add_argument("--out", help="sweep directory (default runs/sweep-NAME)")
-    swp.add_argument("--workers", type=int, help="local Dask worker processes (default one per core); "
-                     "0: serial in this process, for debugging")
-    swp.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://HOST:8786 "
-                     "(started with `dask scheduler` and `dask worker`, or dask-jobqueue)")
+    engine_options(swp)
     swp.add_argument("--dry-run", action="store_true", help="list the runs and which are done")
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(func=_cmd_sweep)
 
     rep = sub.add_parser("report", help="summarise a sweep: best configuration per device (mean ± 95% CI over "
                          "seeds), every configuration, failed runs; PNG plots")
-    rep.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory (results.parquet, sweep.json)")
+    rep.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory written by chiploop sweep, ablate or demo "
+                     "(results.parquet, sweep.json)")
     rep.add_argument("--out", help="where to write report.md and the plots (default SWEEP_DIR)")
     rep.add_argument("--x", help="swept field on the x axis (default: the numeric one with the most values)")
     rep.add_argument("--y", help="second swept field: heatmap rows and line-plot panels (default: the next one)")
@@ -197,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("spec", help="experiment YAML file")
     abl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
     abl.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
-    abl.add_argument("--out", help="output directory (default runs/ablate-NAME-HASH)")
+    abl.add_argument("--out", help="output directory (default runs/ablate-NAME-HASH); re-running resumes")
+    engine_options(abl)
     abl.add_argument("--quiet", action="store_true", help="no progress bar")
     abl.set_defaults(func=_cmd_ablate)
 
@@ -207,11 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=_cmd_devices)
 
     demo = sub.add_parser("demo", help="digits on ideal and analog chips: table and learning curves")
-    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo); re-running resumes")
     demo.add_argument("--epochs", type=int, default=None, help="epochs per run (default from demo.yaml)")
     demo.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default from demo.yaml)")
     demo.add_argument("--suite", help="another suite file of the same form (base, runs, seeds, epochs)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    engine_options(demo)
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
 
     ev = sub.add_parser("evaluate", help="program a trained run's weights into inference tiles and evaluate "

@@ -6,22 +6,22 @@ import hashlib
 import json
 import math
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator.networks import MLPSpec, NetworkSpec
-from chiploop.experiments.inference import InferenceRunSpec
 from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.learning.diagnostics import DiagnosticsSpec
+from chiploop.learning import make_rule
 from chiploop.learning.injected import InjectedSpec
-from chiploop.specs import SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
+from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(Spec):
     """The data set. ``digits``: sklearn's 8x8 digits, pixels scaled to [0, 1], stratified split.
     ``teacher_student``: inputs uniform in [0, 1]^d labelled by a random teacher MLP. Sequences (for
     recurrent networks, (samples, time, features)): ``seq_digits`` (the digits read row by row),
@@ -46,7 +46,7 @@ class TaskSpec:
     channels: int = spec_field(20, doc="pattern_generation: input spike channels", low=1)
     outputs: int = spec_field(2, doc="pattern_generation: target signals", low=1)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if len(self.teacher_sizes) < 2 or min(self.teacher_sizes) < 1:
             raise SpecError("teacher_sizes", list(self.teacher_sizes), "at least two positive widths")
         if self.kind == "classification" and self.teacher_sizes[-1] < 2:
@@ -83,7 +83,7 @@ class TaskSpec:
 ModelSpec = MLPSpec  # the default network's spec
 
 
-def check_dims(model: NetworkSpec, task: TaskSpec) -> None:
+def check_model_fits_task(model: NetworkSpec, task: TaskSpec) -> None:
     """The network's input and output widths must be the task's, and a sequence task needs a network
     that reads sequences."""
     if task.sequential != model.sequential:
@@ -91,18 +91,21 @@ def check_dims(model: NetworkSpec, task: TaskSpec) -> None:
         raise SpecError("model.kind", model.kind, f"{kinds} for task {task.name}")
     n_in, n_out = task.dims
     if model.dims != (n_in, n_out):
-        field, value = ("model.sizes", list(model.sizes)) if hasattr(model, "sizes") else ("model", list(model.dims))
-        raise SpecError(field, value, f"{n_in} inputs and {n_out} outputs for task {task.name}"
-                        if field == "model" else f"widths starting with {n_in} and ending with {n_out} "
-                        f"for task {task.name}")
+        if hasattr(model, "sizes"):
+            raise SpecError("model.sizes", list(model.sizes),
+                            f"widths starting with {n_in} and ending with {n_out} for task {task.name}")
+        raise SpecError("model", list(model.dims), f"{n_in} inputs and {n_out} outputs for task {task.name}")
 
 
 @dataclass(frozen=True)
-class RuleSpec:
+class RuleSpec(Spec):
     """A registered learning rule and its options, e.g. ``{name: backprop}``."""
 
     name: str = spec_field("backprop", doc="registered rule name")
     options: dict = spec_field(default_factory=dict, doc="the rule's own options (its fields)")
+
+    def check(self) -> None:
+        make_rule(self.name, self.options, field="")  # the name is registered, the options are its fields
 
     @classmethod
     def from_value(cls, value: Any, name: str = "rule") -> RuleSpec:
@@ -119,14 +122,39 @@ class RuleSpec:
                 raise SpecError(f"{name}.options", value["options"], "options either beside name "
                                 f"({', '.join(flat)}) or under options:, not both")
             value = {"name": value.get("name", "backprop"), "options": flat}
-        spec = from_mapping(cls, value, prefix=name + ".")
-        from chiploop.learning import make_rule
-        make_rule(spec.name, spec.options, field=name)  # validates the name and options now
-        return spec
+        return from_mapping(cls, value, prefix=name + ".")
+
+
+# 1 s, 1 hour, 1 day, 1 month, 1 year
+DEFAULT_TIMES: tuple[float, ...] = (1.0, 3600.0, 86400.0, 2.6e6, 3.15e7)
 
 
 @dataclass(frozen=True)
-class ExperimentSpec:
+class InferenceRunSpec(Spec):
+    """After training: program the weights into inference tiles, let them drift, evaluate at each time
+    (:mod:`chiploop.experiments.deploy`)."""
+
+    times: tuple[float, ...] = spec_field(DEFAULT_TIMES, doc="seconds after programming at which to evaluate",
+                                          unit="s")
+    repeats: int = spec_field(5, doc="independent programmings of the whole chip", low=1, high=10000)
+
+    def check(self) -> None:
+        check_times(self.times)
+
+
+def check_times(times: Sequence[float], field: str = "times") -> None:
+    """At least one time, all positive and distinct."""
+    if len(times) == 0:
+        raise SpecError(field, list(times), "at least one time in seconds")
+    for t in times:
+        if not math.isfinite(t) or t <= 0:
+            raise SpecError(field, list(times), "times in seconds, each > 0")
+    if len(set(times)) != len(times):
+        raise SpecError(field, list(times), "distinct times")
+
+
+@dataclass(frozen=True)
+class ExperimentSpec(Spec):
     """One training run: a task, a network on a chip of ``device`` crossbars, a rule and a schedule."""
 
     name: str = spec_field("run", doc="a label for the run")
@@ -158,8 +186,8 @@ class ExperimentSpec:
     seed: int = spec_field(0, doc="seed of weights, batch order and the rule's own draws", low=0)
     threads: int = spec_field(1, doc="torch threads (aihwkit kernels are single-threaded)", low=1, high=256)
 
-    def __post_init__(self) -> None:
-        check_dims(self.model, self.task)
+    def check(self) -> None:
+        check_model_fits_task(self.model, self.task)
         if self.crossbar == "ideal" and not self.device.is_float:
             raise SpecError("crossbar", self.crossbar, f"'auto' or 'analog' for the pulsed device "
                             f"{self.device.preset or 'spec'} (ideal crossbars are exact float)")
@@ -185,24 +213,37 @@ class ExperimentSpec:
 
 
 def experiment_from_data(data: Mapping, overrides: Iterable[str] = (), source: str | None = None) -> ExperimentSpec:
-    """Validate a mapping (plus ``key=value`` overrides) into an ExperimentSpec. An error in a field
-    an override set is attributed to ``--set KEY=VALUE``, not to the file."""
-    data = dict(data)
-    keys = {}
+    """Validate a mapping (plus ``key=value`` overrides) into an ExperimentSpec. An error in a field an
+    override set names ``--set KEY=VALUE``, not the file."""
+    overrides = list(overrides)
+    data, keys = apply_overrides(data, overrides)
+    try:
+        return from_mapping(ExperimentSpec, data)
+    except SpecError as err:
+        raise attribute(err, dict(zip(keys, overrides)), source or "<spec>") from None
+
+
+def attribute(err: SpecError, overrides: Mapping[str, str], source: str) -> SpecError:
+    """``err`` attributed to the ``--set KEY=VALUE`` that set its field (or a parent of it), else to ``source``."""
+    for key, text in overrides.items():
+        if err.field == key or err.field.startswith(key + "."):
+            return err.in_source(f"--set {text}")
+    return err.in_source(source)
+
+
+def apply_overrides(data: Mapping, overrides: Iterable[str]) -> tuple[dict, list[str]]:
+    """``data`` with each ``key=value`` of ``overrides`` set in turn (``--set``), and the keys set.
+
+    A malformed override is one SpecError attributed to ``--set``."""
+    data, keys = dict(data), []
     for text in overrides:
         try:
             key, value = parse_override(text)
         except SpecError as err:
             raise err.in_source("--set") from None
+        keys.append(key)
         data = set_override(data, key, value)
-        keys[key] = text
-    try:
-        return from_mapping(ExperimentSpec, data)
-    except SpecError as err:
-        for key, text in keys.items():
-            if err.field == key or err.field.startswith(key + "."):
-                raise err.in_source(f"--set {text}") from None
-        raise err.in_source(source or "<spec>") from None
+    return data, keys
 
 
 SHORTHANDS = {"device": "preset", "rule": "name", "task": "name"}  # `device: reram-sb` = `device: {preset: reram-sb}`

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from chiploop.emulator import Network, chip_factory
-from chiploop.experiments.inference import evaluate_over_time, exact_accuracy, final_metrics, summarise
+from chiploop.experiments.deploy import evaluate_over_time, exact_accuracy, final_metrics, summarise
 from chiploop.experiments.plots import diagnostics_plots, inference_plot
 from chiploop.experiments.results import Result
 from chiploop.experiments.spec import ExperimentSpec

@@ -34,10 +34,12 @@ RULES: dict[str, type[LearningRule]] = {
 
 
 def make_rule(name: str, options: Mapping[str, Any] | None = None, field: str = "rule") -> LearningRule:
-    """Build a registered rule from its name and options (validated like every spec)."""
+    """Build a registered rule from its name and options (validated like every spec); errors name
+    ``{field}.name`` or ``{field}.options.KEY`` (``name``, ``options.KEY`` when ``field`` is empty)."""
+    where = f"{field}." if field else ""
     if name not in RULES:
-        raise SpecError(f"{field}.name", name, "one of " + ", ".join(sorted(RULES)))
-    return from_mapping(RULES[name], options or {}, prefix=f"{field}.options.")
+        raise SpecError(f"{where}name", name, "one of " + ", ".join(sorted(RULES)))
+    return from_mapping(RULES[name], options or {}, prefix=f"{where}options.")
 
 
 def register(name: str, rule_class: type[LearningRule]) -> type[LearningRule]:

@@ -13,11 +13,11 @@ from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator import CrossbarRequest, LayerSignal, Network, Trace, make_crossbar
 from chiploop.learning.loss import Loss
 from chiploop.learning.rule import Transform
-from chiploop.specs import spec_field
+from chiploop.specs import Spec, spec_field
 
 
 @dataclass(frozen=True)
-class DecorrelationSpec:
+class DecorrelationSpec(Spec):
     """How every layer's input is decorrelated: ``x̂ = R x``, R learned locally."""
 
     eta: float = spec_field(1e-3, doc="learning rate of R", low=0.0, high=10.0, low_open=True)

@@ -29,13 +29,13 @@ from chiploop.emulator import Chip, IdealCrossbar, Network
 from chiploop.learning.loss import Loss
 from chiploop.learning.rule import LearningRule
 from chiploop.learning.shadow import true_gradient
-from chiploop.specs import spec_field
+from chiploop.specs import Spec, spec_field
 
 PARTS = ("algorithmic", "read", "write", "physical", "total")
 
 
 @dataclass(frozen=True)
-class DiagnosticsSpec:
+class DiagnosticsSpec(Spec):
     """When and how hard to probe the updates during training."""
 
     every: int = spec_field(50, doc="training steps between probes", unit="steps", low=1)

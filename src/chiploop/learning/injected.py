@@ -12,11 +12,11 @@ import torch
 from chiploop.emulator import LayerSignal, Network, Trace
 from chiploop.learning.loss import Loss
 from chiploop.learning.rule import Transform, own_generator
-from chiploop.specs import spec_field
+from chiploop.specs import Spec, spec_field
 
 
 @dataclass(frozen=True)
-class InjectedSpec:
+class InjectedSpec(Spec):
     """How much bias and variance to add to every weight layer's estimate, relative to its norm."""
 
     bias: float = spec_field(0.0, doc="b: relative bias, the added offset along the all-ones direction "

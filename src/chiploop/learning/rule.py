@@ -29,7 +29,7 @@ import torch
 
 from chiploop.emulator import CrossbarRequest, LayerSignal, Network, Trace
 from chiploop.learning.loss import Loss
-from chiploop.specs import SpecError
+from chiploop.specs import Spec, SpecError
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs (batch, in), targets)
 
@@ -40,8 +40,9 @@ def own_generator(generator: torch.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-class LearningRule(abc.ABC):
-    """Produces the ``(x, d)`` pair of every crossbar it trains, for one training step.
+class LearningRule(Spec, abc.ABC):
+    """Produces the ``(x, d)`` pair of every crossbar it trains, for one training step. Its options are
+    its dataclass fields, checked when it is built (:class:`~chiploop.specs.Spec`).
 
     Class attributes a rule may set: ``deterministic`` (no random draws of its own: the update
     probe then runs it once per chip state on the exact shadow), ``networks`` (the network kinds
@@ -77,7 +78,7 @@ class LearningRule(abc.ABC):
         return {}
 
 
-class Transform(abc.ABC):
+class Transform(Spec, abc.ABC):
     """Turns a rule's signals into other signals (see :func:`chain`)."""
 
     deterministic: ClassVar[bool] = True

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 
 from chiploop.emulator.chip import Chip, CrossbarFactory
-from chiploop.specs import SpecError, from_mapping
+from chiploop.specs import Spec, SpecError, from_mapping
 
 # perturb(name, t, x̂) -> a term added to crossbar ``name``'s read at time step ``t`` (x̂ is what it
 # was driven with, (batch, in)), or None
@@ -81,7 +81,7 @@ class Network(abc.ABC):
 
 
 @dataclass(frozen=True)
-class NetworkSpec:
+class NetworkSpec(Spec):
     """The network of an experiment: ``kind`` picks the registered class, the rest are its options.
 
     In a spec, ``model: {kind: mlp, sizes: [64, 64, 10]}``; without ``kind`` it is an MLP.

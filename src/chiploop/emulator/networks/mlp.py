@@ -114,7 +114,7 @@ class MLPSpec(NetworkSpec):
     sizes: tuple[int, ...] = spec_field((64, 64, 10), doc="layer widths, input first")
     activation: Literal["relu", "tanh", "sigmoid"] = spec_field("relu", doc="hidden activation f")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if len(self.sizes) < 2 or min(self.sizes) < 1:
             raise SpecError("sizes", list(self.sizes), "at least two positive widths, e.g. [64, 64, 10]")
 

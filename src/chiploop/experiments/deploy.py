@@ -1,4 +1,4 @@
-"""Inference over time after in-situ training (SCIENCE.md §6).
+"""Deployment after in-situ training: programming, drift and accuracy over time (SCIENCE.md §6).
 
 The trained chip's exact weights are programmed into aihwkit inference tiles of the device's
 ``inference`` technology (programming noise), left to drift for ``t`` seconds (drift and
@@ -17,10 +17,9 @@ compensation and ``inf_acc_t3.15e+07_none`` without.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,36 +27,12 @@ import torch
 from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator import Network
 from chiploop.emulator.inference import InferenceCrossbar
-from chiploop.specs import SpecError, spec_field
-
-if TYPE_CHECKING:
-    from chiploop.experiments.tasks import Task
-
-# 1 s, 1 hour, 1 day, 1 month, 1 year
-DEFAULT_TIMES: tuple[float, ...] = (1.0, 3600.0, 86400.0, 2.6e6, 3.15e7)
-
-
-@dataclass(frozen=True)
-class InferenceRunSpec:
-    """After training: program the weights into inference tiles, let them drift, evaluate at each time."""
-
-    times: tuple[float, ...] = spec_field(DEFAULT_TIMES, doc="seconds after programming at which to evaluate",
-                                          unit="s")
-    repeats: int = spec_field(5, doc="independent programmings of the whole chip", low=1, high=10000)
-
-    def __post_init__(self) -> None:
-        check_times(self.times)
-
-
-def check_times(times: Sequence[float], field: str = "times") -> None:
-    """At least one time, all positive and distinct."""
-    if len(times) == 0:
-        raise SpecError(field, list(times), "at least one time in seconds")
-    for t in times:
-        if not np.isfinite(t) or t <= 0:
-            raise SpecError(field, list(times), "times in seconds, each > 0")
-    if len(set(times)) != len(times):
-        raise SpecError(field, list(times), "distinct times")
+from chiploop.experiments.plots import inference_plot
+from chiploop.experiments.results import csv_text, write_atomic
+from chiploop.experiments.spec import DEFAULT_TIMES, InferenceRunSpec, check_times, experiment_from_data
+from chiploop.experiments.tasks import Task, make_task
+from chiploop.experiments.weights import load_layout, load_weights, shadow_from_weights
+from chiploop.specs import SpecError
 
 
 def modes(device: DeviceSpec) -> list[tuple[str, bool]]:
@@ -183,14 +158,6 @@ def evaluate_run(run_dir: str | Path, times: Sequence[float] | None = None, repe
     atomically, every other key kept as it was), and writes ``inference.csv`` and ``inference.png``.
     Returns the summary and the exact-weights reference accuracy.
     """
-    import json
-
-    from chiploop.experiments.plots import inference_plot
-    from chiploop.experiments.results import csv_text, write_atomic
-    from chiploop.experiments.spec import experiment_from_data
-    from chiploop.experiments.tasks import make_task
-    from chiploop.experiments.weights import load_layout, load_weights, shadow_from_weights
-
     run_dir = Path(run_dir)
     path = run_dir / "result.json"
     try:

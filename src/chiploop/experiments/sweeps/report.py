@@ -1,4 +1,5 @@
-"""``chiploop report SWEEP_DIR``: a markdown summary and PNG plots of a finished (or partial) sweep.
+"""``chiploop report SWEEP_DIR``: a markdown summary and PNG plots of a finished (or partial) sweep directory
+(of ``chiploop sweep``, ``ablate`` or ``demo``: every one the runner wrote).
 
 Runs are grouped into configurations (every swept field but the seed). A configuration's metric is
 the mean over the seeds that finished, with a 95 % confidence interval from Student's t,
@@ -20,6 +21,7 @@ import pandas as pd
 
 from chiploop.experiments.results import write_atomic
 from chiploop.experiments.spec import ExperimentSpec
+from chiploop.experiments.stats import ci95, higher_is_better
 from chiploop.specs import SpecError, field_at
 
 MAX_PANELS = 6
@@ -30,14 +32,6 @@ def axis_label(key: str) -> str:
     f = field_at(ExperimentSpec, key)
     unit = f.metadata.get("unit") if f is not None else ""
     return f"{key} [{unit}]" if unit else key
-
-
-def ci95(values: np.ndarray) -> float:
-    """Half-width of the 95 % confidence interval of the mean (Student's t; NaN for one value)."""
-    from scipy.stats import t
-
-    n = len(values)
-    return float(t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
 
 
 @dataclass
@@ -63,12 +57,13 @@ def read_sweep(sweep_dir: str | Path) -> SweepTable:
     sweep_dir = Path(sweep_dir)
     for name in ("results.parquet", "sweep.json"):
         if not (sweep_dir / name).is_file():
-            raise SpecError("SWEEP_DIR", str(sweep_dir), f"a sweep directory with {name} (written by chiploop sweep)")
+            raise SpecError("SWEEP_DIR", str(sweep_dir), f"a sweep directory with {name} (written by chiploop "
+                            "sweep, ablate or demo)")
     frame = pd.read_parquet(sweep_dir / "results.parquet")
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     swept = [k for k in meta["swept"] if k != "seed" and k in frame.columns]
-    zipped = set(meta["sweep"].get("zip", {}))
-    numeric = [k for k in swept if k not in zipped and pd.api.types.is_numeric_dtype(frame[k])]
+    named = set(meta["categorical"])
+    numeric = [k for k in swept if k not in named and pd.api.types.is_numeric_dtype(frame[k])]
     categorical = [k for k in swept if k not in numeric]
     for key in ("device", "rule"):  # always columns; a configuration axis when they vary
         if key not in categorical and frame[key].nunique() > 1 and not any(k.startswith(key + ".") for k in swept):
@@ -108,11 +103,6 @@ def configurations(table: SweepTable, metric: str) -> pd.DataFrame:
                      "runs": len(group), "ok": len(ok), "not_ok": ", ".join(f"{n} {s}" for s, n in not_ok.items()),
                      "mean": ok.mean() if len(ok) else float("nan"), "ci95": ci95(ok) if len(ok) else float("nan")})
     return pd.DataFrame(rows)
-
-
-def _better(metric: str) -> bool:
-    """True when larger is better (accuracies, cosines), False for losses, gaps and times."""
-    return any(word in metric for word in ("acc", "cos"))
 
 
 def _cell(row: pd.Series) -> str:
@@ -193,7 +183,7 @@ def line_plot(configs: pd.DataFrame, x: str, metric: str, panel: str | None, pat
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.0, 4.2), sharey=True, squeeze=False,
                              layout="constrained")
     xlabel, ylabel = axis_label(x), f"{metric} (mean ± 95 % CI over seeds)"
-    low, high = (0.0 if "acc" in metric else -1.0, 1.0) if _better(metric) else (-np.inf, np.inf)
+    low, high = (0.0 if "acc" in metric else -1.0, 1.0) if higher_is_better(metric) else (-np.inf, np.inf)
     for ax, value in zip(axes[0], panels):
         part = configs if panel is None else configs[configs[panel] == value]
         for hue, group in part.groupby("hue", sort=True):
@@ -272,7 +262,7 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, x: str | No
     x, y, hues, metric = _choose(table, x, y, hue, metric)
     table.frame["hue"] = table.frame.apply(_hue_label, axis=1, keys=hues) if hues else "all"
     configs = configurations(table, metric)
-    order = configs.sort_values("mean", ascending=not _better(metric), na_position="last")
+    order = configs.sort_values("mean", ascending=not higher_is_better(metric), na_position="last")
     finished = order[order["ok"] > 0]
     best = finished.groupby("device", sort=False).head(1)
     best_each = finished.groupby(["device", "hue"], sort=False).head(1)
@@ -285,7 +275,7 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, x: str | No
         if y is not None:
             figures.append(heatmap(configs, x, y, metric, out_dir / f"{metric}_heatmap_{x}_{y}.png"))
 
-    better = "higher" if _better(metric) else "lower"
+    better = "higher" if higher_is_better(metric) else "lower"
     lines = [f"# Sweep report: {table.source}", "",
              f"{len(table.frame)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
              f"{len(configs)} configurations; {metric} is the mean over the seeds that finished ± the 95 % "

@@ -1,0 +1,175 @@
+"""Train a list of experiment specs into one directory: ledger, executor, results table.
+
+Every way chiploop trains many runs goes through :func:`run_study`: a sweep spec's expansion
+(:func:`sweep_study`), an ablation (``ablation.py``), a suite file such as the demo
+(``suite.py``), and the grids of ``experiments/tune_lr.py`` and ``experiments/injected_grid.py``.
+A :class:`Study` is the list of (run id, spec) plus the spec fields that tell its runs apart.
+A sweep directory holds::
+
+    ledger.sqlite    one committed row per finished run: a re-run does only what is missing
+    sweep.json       what made the runs: kind, source, the columns that tell them apart, its spec
+    runs/ID/         each run's result.json, history.csv, weights.npz (and the probes' files)
+    results.parquet  one row per run of the study, exported from the ledger (``chiploop report``)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chiploop.experiments.results import write_atomic
+from chiploop.experiments.spec import ExperimentSpec, experiment_from_data
+from chiploop.experiments.sweeps.engine import Executor, SerialExecutor
+from chiploop.experiments.sweeps.ledger import Ledger
+from chiploop.experiments.sweeps.spec import SweepSpec, expand, swept_keys
+from chiploop.specs import to_plain
+
+
+@dataclass(frozen=True)
+class Study:
+    """Runs to train into one directory, and the spec fields that tell them apart in its table."""
+
+    runs: tuple[tuple[str, ExperimentSpec], ...]  # (run id, spec): the id names the ledger row and run dir
+    columns: tuple[str, ...] = ("seed",)  # dotted spec keys, one results.parquet column each
+    categorical: tuple[str, ...] = ()     # columns that name configurations even when numeric (zip axes)
+    kind: str = "sweep"                   # what made the runs: sweep, ablation, suite (progress bar, sweep.json)
+    source: str = "<study>"               # the file it came from, for messages and the report's title
+    spec: dict = field(default_factory=dict)  # the producer's own spec, stored in sweep.json
+
+    def __post_init__(self) -> None:
+        seen: dict[str, ExperimentSpec] = {}
+        for run_id, spec in self.runs:
+            if seen.setdefault(run_id, spec) != spec:
+                raise ValueError(f"run id {run_id} names two different specs")
+
+    @property
+    def ids(self) -> list[str]:
+        """The distinct run ids, in order."""
+        return list(dict.fromkeys(run_id for run_id, _ in self.runs))
+
+
+def by_hash(specs: Iterable[ExperimentSpec]) -> tuple[tuple[str, ExperimentSpec], ...]:
+    """(spec hash, spec) for each spec: the run's identity is its fully resolved spec, so the same
+    list gives the same ids in every process and a changed spec is a new run."""
+    return tuple((s.spec_hash(), s) for s in specs)
+
+
+def sweep_study(sweep: SweepSpec, source: str = "<sweep>") -> Study:
+    """A sweep spec's expansion as a study: its swept keys are the columns, its zip axes categorical."""
+    return Study(by_hash(expand(sweep, source)), tuple(swept_keys(sweep)), tuple(sweep.zip), "sweep", source,
+                 to_plain(sweep))
+
+
+def run_dir(out_dir: str | Path, run_id: str) -> Path:
+    """Where run ``run_id`` of the sweep directory ``out_dir`` writes its files."""
+    return Path(out_dir) / "runs" / run_id
+
+
+def run_one(job: tuple[dict, str]) -> dict:
+    """Train one run (in a worker process or in this one) into its run dir; never raises.
+
+    Returns status (``ok``, ``diverged`` or ``failed``), message, final metrics (with the
+    diagnostics summary when probed), wall seconds, versions and which worker ran it.
+    """
+    from chiploop.experiments.results import versions
+    from chiploop.experiments.train import train
+
+    spec_data, path = job
+    start = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:  # train() sets torch's threads from the spec (1 unless asked), as the workers need
+        result = train(experiment_from_data(spec_data), path, progress=False)
+        return {"status": result.status, "final": result.final, "wall_s": result.wall_s,
+                "versions": result.versions, "worker": worker}
+    except Exception as err:  # a crashing run is a result too; the sweep goes on
+        return {"status": "failed", "message": f"{type(err).__name__}: {err}", "final": {},
+                "wall_s": time.perf_counter() - start, "versions": versions(), "worker": worker}
+
+
+def run_study(study: Study, out_dir: str | Path, progress: bool = True, executor: Executor | None = None) -> dict:
+    """Train every run of ``study`` without a ledger row on ``executor`` (default: serial); returns
+    counts: runs, already_done, ran.
+
+    Each finished run is committed to ``out_dir/ledger.sqlite`` as it comes back, so a driver killed
+    at any point loses only the runs in flight, and re-running does only what is missing. A run that
+    raises, or that the engine loses, is recorded as ``failed`` with its message; the others go on.
+    ``out_dir/results.parquet`` is exported from the ledger at the end.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    specs = dict(study.runs)
+    with Ledger(out_dir / "ledger.sqlite") as ledger:
+        write_atomic(out_dir / "sweep.json", json.dumps({
+            "kind": study.kind, "source": study.source, "swept": list(study.columns),
+            "categorical": list(study.categorical), "spec": study.spec}, indent=2) + "\n")
+        done = ledger.done_ids()
+        todo = [run_id for run_id in specs if run_id not in done]
+        root = out_dir.resolve()  # absolute: workers may run in another directory
+        jobs = [(specs[run_id].to_dict(), str(run_dir(root, run_id))) for run_id in todo]
+        if jobs:  # a finished study starts no engine; it only re-exports the table
+            bar = tqdm(total=len(jobs), desc=study.kind, disable=not progress)
+            with executor or SerialExecutor() as engine, bar:
+                for (spec_data, path), outcome in engine.imap_unordered(run_one, jobs):
+                    if isinstance(outcome, BaseException):
+                        outcome = {"status": "failed", "message": f"{type(outcome).__name__}: {outcome}"}
+                    ledger.put(Path(path).name, spec_data, outcome)
+                    bar.update()
+        export_table(ledger, study, out_dir / "results.parquet")
+    return {"runs": len(specs), "already_done": len(specs) - len(todo), "ran": len(todo)}
+
+
+def counts_text(counts: dict, executor: Executor | None = None) -> str:
+    """``12 runs: 3 already done, 9 ran on serial``: what :func:`run_study` did, and on which engine."""
+    engine = executor.name if executor is not None else SerialExecutor.name
+    return f"{counts['runs']} runs: {counts['already_done']} already done, {counts['ran']} ran on {engine}"
+
+
+def run_sweep(sweep: SweepSpec, out_dir: str | Path, source: str = "<sweep>", progress: bool = True,
+              executor: Executor | None = None) -> dict:
+    """Train a sweep spec's runs into ``out_dir`` (see :func:`run_study`); returns the counts."""
+    return run_study(sweep_study(sweep, source), out_dir, progress, executor)
+
+
+def label(value: Any) -> Any:
+    """A table cell for a swept value: numbers and strings as they are; a rule as ``name(k=v, ...)``;
+    other mappings and lists as compact JSON."""
+    if isinstance(value, Mapping) and set(value) == {"name", "options"}:
+        options = ", ".join(f"{k}={v}" for k, v in sorted(value["options"].items()))
+        return f"{value['name']}({options})" if options else value["name"]
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _lookup(data: Mapping, dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, Mapping) else None
+    return data
+
+
+def export_table(ledger: Ledger, study: Study, path: str | Path):
+    """``results.parquet`` (atomically): one row per run of the study: the device preset and the rule
+    by name (also when they are columns), every column of the study, then status, message and metrics
+    (a metric named like a column, such as the schedule's last ``lr``, becomes ``final_lr``)."""
+    import pandas as pd
+
+    rows = []
+    for row in ledger.rows(study.ids):
+        fixed = {"device": row["spec"]["device"].get("preset") or "custom", "rule": label(row["spec"]["rule"])}
+        swept = {k: fixed[k] if k in fixed else label(_lookup(row["spec"], k)) for k in study.columns}
+        final = {f"final_{k}" if k in swept or k in fixed else k: v for k, v in row["final"].items()}
+        rows.append({"id": row["id"], **fixed, **swept, "status": row["status"], "message": row["message"],
+                     **final, "wall_s": row["wall_s"], "worker": row["worker"]})
+    frame = pd.DataFrame(rows)
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    write_atomic(path, buf.getvalue())
+    return frame

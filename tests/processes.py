@@ -1,0 +1,81 @@
+"""Helpers for tests that start processes: free ports, /proc process trees, ledger rows, and a driver
+killed with SIGKILL mid-way (every process it started must die with it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stat(pid: str | int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if (stat := _stat(pid)) is not None and stat[0] != "Z"}
+
+
+def children(pid: int) -> set[int]:
+    """Process ids of every live descendant of ``pid``."""
+    parents = {int(p.name): stat[1] for p in Path("/proc").iterdir() if p.name.isdigit()
+               and (stat := _stat(p.name)) is not None and stat[0] != "Z"}
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def ledger_rows(path: Path) -> dict[str, float]:
+    """Run id -> the time its ledger row was committed (empty while there is no ledger yet)."""
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT id, finished FROM runs"))
+    except sqlite3.OperationalError:  # the driver has not made the table yet
+        return {}
+    finally:
+        db.close()
+
+
+def kill_after_rows(command: list[str], ledger: Path, rows: int, timeout: float = 240) -> dict[str, float]:
+    """Start ``command``, SIGKILL it once ``ledger`` has ``rows`` rows, and return the rows it had then.
+
+    Fails the test if the driver had started no worker processes, or if any of them outlives it by
+    a minute (those are then killed by process id, so none is left behind either way)."""
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while len(ledger_rows(ledger)) < rows and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        workers = children(driver.pid)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    finally:
+        driver.kill()
+    assert workers, "the driver had started worker processes"
+    deadline = time.monotonic() + 60
+    while alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = alive(workers)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"worker processes left behind after the driver was killed: {sorted(left)}"
+    return ledger_rows(ledger)
