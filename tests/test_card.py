@@ -123,7 +123,7 @@ def test_card_rule_trains_a_users_own_chip(good_card):
     task = make_task(card.task)
     gen = torch.Generator().manual_seed(0)
     net = MLP.build((64, 48, 10), "relu", chip_factory(None, ideal=True), gen)
-    rule.check(net)
+    rule.check_network(net)
     net.chip.install(rule.crossbars(net, gen))
     state = rule.init(net, gen)
     assert net.chip.named("decorrelator") == ["decorr/layer0", "decorr/layer1"]

@@ -168,16 +168,16 @@ def test_rules_refuse_networks_they_cannot_train(info):
     for kind in NETWORK_DB:
         net = NETWORK_DB[kind].problem().net
         if kind in info.networks:
-            rule.check(net)
+            rule.check_network(net)
             continue
         with pytest.raises(SpecError) as err:
-            rule.check(net, "rule.name", info.name)
+            rule.check_network(net, "rule.name", info.name)
         assert err.value.field == "rule.name" and kind in str(err.value)
     if rule.networks is None:  # it reaches the graph only through unroll, backward and the trace
-        rule.check(_Other())
+        rule.check_network(_Other())
     else:
         with pytest.raises(SpecError):
-            rule.check(_Other())
+            rule.check_network(_Other())
 
 
 # ------------------------------------------------------------------ the update probe on the ideal chip

@@ -113,7 +113,7 @@ def _bad_values(f: dataclasses.Field, tp: Any) -> list[Any]:
 
 def test_the_project_has_its_spec_classes():
     names = {cls.__name__ for cls in SPEC_CLASSES}
-    assert {"DeviceSpec", "DriftSpec", "InferenceSpec", "TaskSpec", "ModelSpec", "ExperimentSpec", "RuleSpec",
+    assert {"DeviceSpec", "DriftSpec", "InferenceSpec", "TaskSpec", "MLPSpec", "RNNSpec", "ExperimentSpec", "RuleSpec",
             "DecorrelationSpec", "InjectedSpec", "DiagnosticsSpec", "InferenceRunSpec", "SweepSpec", "RuleCard",
             "WeightPerturbation", "NodePerturbation", "SignSymmetry"} <= names
 

@@ -203,7 +203,13 @@ def _type_check(tp: Any) -> Callable[[Any, str], None]:
         return check_scalar
     if tp is Any:
         return lambda value, name: None
+    if isinstance(tp, type):  # a part of a composite (a chain's rule and transforms): an instance of it
+        return lambda value, name: None if isinstance(value, tp) else _raise(SpecError(name, value, f"a {tp.__name__}"))
     raise TypeError(f"spec field type {tp!r} is not supported")  # a bug in chiploop, not in the spec
+
+
+def _raise(err: Exception) -> None:
+    raise err
 
 
 def _type_name(tp: Any) -> str:

@@ -35,7 +35,7 @@ class Learner:
                rule_name: str | None = None) -> Learner:
         """Check that ``rule`` can train ``network``, install the crossbars it asks for, then draw its
         state, both from ``generator`` (in that order)."""
-        rule.check(network, "rule.name", rule_name)
+        rule.check_network(network, "rule.name", rule_name)
         network.chip.install(rule.crossbars(network, generator))
         return cls(network, rule, loss, rule.init(network, generator))
 

@@ -46,14 +46,14 @@ class LearningRule(Spec, abc.ABC):
 
     Class attributes a rule may set: ``deterministic`` (no random draws of its own: the update
     probe then runs it once per chip state on the exact shadow), ``networks`` (the network kinds
-    whose graph it can train, others are refused by :meth:`check`; ``None``: any network, because
-    the rule reaches the graph only through ``unroll``, ``backward`` and the trace).
+    whose graph it can train, others are refused by :meth:`check_network`; ``None``: any network,
+    because the rule reaches the graph only through ``unroll``, ``backward`` and the trace).
     """
 
     deterministic: ClassVar[bool] = False
     networks: ClassVar[tuple[str, ...] | None] = None
 
-    def check(self, network: Network, field: str = "rule.name", value: Any = None) -> None:
+    def check_network(self, network: Network, field: str = "rule.name", value: Any = None) -> None:
         """Refuse a network this rule cannot train: one SpecError naming ``field`` and ``value``."""
         if self.networks is not None and network.kind not in self.networks:
             raise SpecError(field, value or type(self).__name__,
@@ -118,8 +118,8 @@ class Chain(LearningRule):
     def networks(self) -> tuple[str, ...] | None:  # type: ignore[override]
         return self.rule.networks
 
-    def check(self, network: Network, field: str = "rule.name", value: Any = None) -> None:
-        self.rule.check(network, field, value)
+    def check_network(self, network: Network, field: str = "rule.name", value: Any = None) -> None:
+        self.rule.check_network(network, field, value)
 
     def crossbars(self, network: Network, generator: torch.Generator) -> list[CrossbarRequest]:
         return [r for p in self.parts for r in p.crossbars(network, generator)]
