@@ -23,7 +23,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "chiploop"
 
-LAYER_ORDER = ("schema", "devices", "emulator", "learning", "experiments")  # lowest first
+LAYER_ORDER = ("schema", "devices", "emulator", "learning", "experiments", "api")  # lowest first
 
 # a file (exact path) or a folder (everything under it) -> its layer; the most specific entry wins
 LAYERS = {
@@ -33,6 +33,7 @@ LAYERS = {
     "chiploop/emulator": "emulator",
     "chiploop/learning": "learning",
     "chiploop/experiments": "experiments",
+    "chiploop/api.py": "api",
 }
 
 

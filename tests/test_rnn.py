@@ -1,5 +1,5 @@
 """The leaky rate RNN and its temporal rules: oracles against torch autograd on the ideal chip
-(SCIENCE.md §7), for relu, tanh and sigmoid, with the loss on the last step and on every step."""
+(docs/science.md §4.9-4.10, §5.2), for relu, tanh and sigmoid, with the loss on the last step and on every step."""
 
 import pytest
 import torch
@@ -134,3 +134,20 @@ def test_rnn_input_must_be_a_sequence():
     net, batch, loss = problem("relu", "last")
     with pytest.raises(ValueError, match="batch, time, 3"):
         net.unroll(batch[0][:, 0])
+
+
+@pytest.mark.parametrize("directions", ["rank1", "dense"])
+def test_weight_perturbation_on_the_rnn_is_the_directional_derivative(directions):
+    """Each loss difference c_k is the derivative along P_k (W_in has no bias, so no bias direction)."""
+    from chiploop.learning import make_rule
+
+    net, batch, loss = problem("tanh", "every")
+    g = autograd_updates(net, batch, loss)
+    rule = make_rule("weight_perturbation", {"directions": directions, "epsilon": 1e-3, "samples": 6})
+    state = rule.init(net, torch.Generator().manual_seed(0))
+    dirs = rule.draw(net, state)
+    assert not dirs["W_in"].has_bias and dirs["W_rec"].has_bias
+    c = rule.loss_differences(net, batch, loss, dirs).double()
+    expected = sum((d.matrix().double() * g[name]).sum((1, 2)) for name, d in dirs.items())
+    expected = expected + sum(d.bias.double() @ g[f"b_{name}"] for name, d in dirs.items() if d.has_bias)
+    torch.testing.assert_close(c, expected, rtol=2e-2, atol=2e-3)

@@ -5,7 +5,7 @@ crossbars through :meth:`Chip.apply` and nothing else writes a weight. Roles say
 is for, so that nobody has to guess it from its name:
 
 * ``weight``: a weight matrix of the network (``layer0``, ``W_rec``, ...), with a digital bias;
-* ``decorrelator``: ``R`` read before a weight crossbar, ``x̂ = R x`` (SCIENCE.md §5);
+* ``decorrelator``: ``R`` read before a weight crossbar, ``x̂ = R x`` (docs/science.md §4.7);
 * ``feedback``: a fixed matrix a rule reads errors through (feedback alignment's ``B``).
 
 Crossbars beyond the network's own are *requested* by the learning rule

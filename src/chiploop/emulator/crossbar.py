@@ -2,7 +2,7 @@
 
 A crossbar holds ``W`` (out x in). It offers a forward read ``y = W x``, a transposed read
 ``z = W^T d``, and a pulsed in-memory rank update ``W <- W - lr * sum_b d_b x_b^T``
-(SCIENCE.md §1). Everything else — exact weights, programming, cloning, drift — is for
+(docs/science.md §2.1). Everything else — exact weights, programming, cloning, drift — is for
 the experimenter, not for the rule.
 """
 

@@ -1,7 +1,7 @@
 """The digital periphery beside the crossbars, as pure functions (in the style of norse).
 
 **Activations** are pairs ``(f, f')`` acting elementwise on pre-activations ``a`` (any shape):
-rules that backpropagate an error multiply by ``f'(a)`` (SCIENCE.md §3), networks apply ``f``.
+rules that backpropagate an error multiply by ``f'(a)`` (docs/science.md §4), networks apply ``f``.
 
 **Neuron models** live here too, as pure step functions with explicit parameters and state::
 

@@ -1,4 +1,4 @@
-"""Deployment after in-situ training: programming, drift and accuracy over time (SCIENCE.md §6).
+"""Deployment after in-situ training: programming, drift and accuracy over time (docs/science.md §3.11-3.12).
 
 The trained chip's exact weights are programmed into aihwkit inference tiles of the device's
 ``inference`` technology (programming noise), left to drift for ``t`` seconds (drift and

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,20 @@ class Task:
     loss: Loss
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` of ``train``, ``val`` or ``test``."""
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def batches(self, batch_size: int, seed: int | None = None, generator: torch.Generator | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass over the training split in mini-batches, in a random order drawn from ``generator``
+        (or a new one seeded by ``seed``); the last batch may be smaller."""
+        if generator is None:
+            generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        x, y = self.x_train, self.y_train
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
 
 
 def _split(x: np.ndarray, y: np.ndarray, spec: TaskSpec, stratify: bool, loss: Loss) -> Task:

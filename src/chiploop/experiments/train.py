@@ -70,12 +70,9 @@ class Run:
 
     def epoch(self, epoch: int = 1) -> None:
         """Pass ``epoch`` (1-based) over the training set in a seeded random order."""
-        x, y = self.task.x_train, self.task.y_train
         lr = self.spec.lr_at(epoch)
-        order = torch.randperm(len(x), generator=self.generator)
-        for start in range(0, len(x), self.spec.batch_size):
-            idx = order[start:start + self.spec.batch_size]
-            self.step(x[idx], y[idx], lr, epoch)
+        for x, y in self.task.batches(self.spec.batch_size, generator=self.generator):
+            self.step(x, y, lr, epoch)
 
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy of the chip (its own noisy reads) on every split, and the rule's report."""
@@ -147,7 +144,7 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
     if run.diagnostics:
         final.update(diagnostics_summary(run.diagnostics))
     inference = []
-    if spec.inference is not None and status == "ok":  # deploy: program, drift, evaluate (SCIENCE.md §6)
+    if spec.inference is not None and status == "ok":  # deploy: program, drift, evaluate (docs/science.md §3.11)
         inference = evaluate_over_time(run.network, run.task, spec.device, spec.inference.times,
                                        spec.inference.repeats, torch.Generator().manual_seed(spec.seed))
         final["inf_exact_acc"] = exact_accuracy(run.network, run.task)

@@ -19,7 +19,7 @@ from chiploop.specs import spec_field
 @dataclass(frozen=True)
 class BPTT(FeedbackRule):
     """The recurrent network's own backward walk with ``W_recᵀ`` and ``W_outᵀ`` read on the chip at
-    every step (SCIENCE.md §7)::
+    every step (docs/science.md §4.9)::
 
         g_t = f'(a_t) ⊙ (W_outᵀ δ_t + W_recᵀ α g_{t+1}) + (1 - α) g_{t+1}
         ΔW_rec = -lr Σ_t (α g_t)ᵀ h_{t-1},   ΔW_in = -lr Σ_t (α g_t)ᵀ x_t,   ΔW_out = -lr Σ_t δ_tᵀ h_t

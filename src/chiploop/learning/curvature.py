@@ -1,4 +1,4 @@
-"""Curvature and margin of the training loss at a chip's weights (SCIENCE.md §4).
+"""Curvature and margin of the training loss at a chip's weights (docs/science.md §6.2-6.3).
 
 Everything here runs on the chip's *digital shadow* (:mod:`chiploop.learning.shadow`): the
 network's own ``unroll`` on exact float copies of every crossbar, so any network works and there

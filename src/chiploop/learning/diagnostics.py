@@ -1,5 +1,5 @@
 """What the chip did to the gradient: bias and variance of every applied update, split into the
-part the learning rule caused and the part the device caused (SCIENCE.md §3; Ghosh et al. 2023,
+part the learning rule caused and the part the device caused (docs/science.md §6.1; Ghosh et al. 2023,
 "How gradient estimator variance and bias impact learning in neural networks", ICLR).
 
 For one batch and the chip's current state, per weight crossbar::

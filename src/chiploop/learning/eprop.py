@@ -22,7 +22,7 @@ class EProp(LearningRule):
     """Eligibility traces times an online learning signal; ``W_rec`` is never read transposed.
 
     With ``h_{t-1}`` treated as a constant in the recurrent input, ``∂a_t/∂W_rec[i, j]`` follows the
-    leak alone, so the trace is one vector per presynaptic unit (SCIENCE.md §7)::
+    leak alone, so the trace is one vector per presynaptic unit (docs/science.md §4.10)::
 
         ε_t = (1 - α) ε_{t-1} + α h_{t-1}          (for W_in: x_t; for the bias b: 1)
         L_t = B e_t,   e_t = dL/dy_t               (B = W_outᵀ read on the chip, or fixed random)

@@ -8,7 +8,7 @@ pure-ish functions::
     state = rule.init(network, generator)           # its own state (generators, counters)
     signals, state = rule.signals(network, trace, batch, loss, state)
 
-``LayerSignal(name, x, d)`` asks crossbar ``name`` for ``ΔW = -lr * d^T x`` (SCIENCE.md §3:
+``LayerSignal(name, x, d)`` asks crossbar ``name`` for ``ΔW = -lr * d^T x`` (docs/science.md §4:
 ``ĝ = d^T x``). The training loop alone hands them to ``chip.apply``; a rule reads the chip only
 through its verbs (``forward``/``backward``/``read_weights``, via the network's walks) and never
 writes a weight. Rules that need the loss (perturbation methods) get it, and the batch, from day one.

@@ -36,12 +36,13 @@ class LayerDirections:
 
     Rank-1: ``P_k = u_k v_k^T`` and the bias direction is ``u_k`` (the augmented direction
     ``u_k [v_k; 1]^T`` of ``[W b]``). Dense: ``P_k`` and the bias direction ``p_b,k`` drawn
-    entry by entry.
+    entry by entry. A crossbar without a digital bias (the RNN's ``W_in``) has no bias direction.
     """
 
-    bias: torch.Tensor                  # (K, out): p_b (rank-1: u)
+    bias: torch.Tensor                  # (K, out): p_b (rank-1: u; dense without a bias: zeros)
     v: torch.Tensor | None = None       # (K, in): rank-1 right factor
     dense: torch.Tensor | None = None   # (K, out, in): dense P
+    has_bias: bool = True               # the crossbar has a digital bias that is perturbed too
 
     def matrix(self) -> torch.Tensor:
         """``P_k`` for every k: (K, out, in)."""
@@ -53,8 +54,10 @@ class LayerDirections:
         """``P_k x̂ + p_b,k`` for ``x̂`` (K, batch, in) -> (K, batch, out); rank-1 costs one dot product."""
         dtype = x_hat.dtype
         if self.dense is not None:
-            return torch.einsum("kbi,koi->kbo", x_hat, self.dense.to(dtype)) + self.bias[:, None, :].to(dtype)
-        return (torch.einsum("kbi,ki->kb", x_hat, self.v.to(dtype)) + 1)[:, :, None] * self.bias[:, None, :].to(dtype)
+            out = torch.einsum("kbi,koi->kbo", x_hat, self.dense.to(dtype))
+            return out + self.bias[:, None, :].to(dtype) if self.has_bias else out
+        along_v = torch.einsum("kbi,ki->kb", x_hat, self.v.to(dtype)) + (1 if self.has_bias else 0)
+        return along_v[:, :, None] * self.bias[:, None, :].to(dtype)
 
 
 @dataclass
@@ -113,17 +116,18 @@ class WeightPerturbation(LearningRule):
         return PerturbationState(seed, torch.Generator().manual_seed(seed), 0, self.bus_bytes(network))
 
     @staticmethod
-    def shapes(network: Network) -> list[tuple[str, int, int]]:
-        """``(name, out, in)`` of every weight crossbar (each with a digital bias)."""
-        return [(name, *network.chip.crossbars[name].shape) for name in network.weight_names]
+    def shapes(network: Network) -> list[tuple[str, int, int, bool]]:
+        """``(name, out, in, has_bias)`` of every weight crossbar."""
+        return [(name, *network.chip.crossbars[name].shape, name in network.chip.biases)
+                for name in network.weight_names]
 
     def bus_bytes(self, network: Network) -> int:
         """Bytes per step: the scalar ``c_k`` per direction, plus (without ``shared_seed``) the
         direction as float32: ``u, v`` for rank-1 (the bias direction is ``u``), ``P, p_b`` dense."""
         entries = 0
         if not self.shared_seed:
-            entries = sum(n_out + n_in if self.directions == "rank1" else n_out * n_in + n_out
-                          for _, n_out, n_in in self.shapes(network))
+            entries = sum(n_out + n_in if self.directions == "rank1" else n_out * n_in + n_out * has_bias
+                          for _, n_out, n_in, has_bias in self.shapes(network))
         return FLOAT32_BYTES * (1 + entries) * self.samples
 
     def report(self, state: PerturbationState) -> dict[str, float]:  # type: ignore[override]
@@ -140,12 +144,14 @@ class WeightPerturbation(LearningRule):
         generator = (torch.Generator().manual_seed(step_seed(state.seed, state.step)) if self.shared_seed
                      else state.generator)
         K, out = self.samples, {}
-        for name, n_out, n_in in self.shapes(network):
+        for name, n_out, n_in, has_bias in self.shapes(network):
             if self.directions == "rank1":
-                out[name] = LayerDirections(self._draw((K, n_out), generator), v=self._draw((K, n_in), generator))
+                out[name] = LayerDirections(self._draw((K, n_out), generator), v=self._draw((K, n_in), generator),
+                                            has_bias=has_bias)
             else:
                 dense = self._draw((K, n_out, n_in), generator)
-                out[name] = LayerDirections(self._draw((K, n_out), generator), dense=dense)
+                bias = self._draw((K, n_out), generator) if has_bias else torch.zeros(K, n_out)
+                out[name] = LayerDirections(bias, dense=dense, has_bias=has_bias)
         return out
 
     def loss_differences(self, network: Network, batch, loss: Loss, directions: dict[str, LayerDirections]
@@ -172,7 +178,7 @@ class WeightPerturbation(LearningRule):
         c = self.loss_differences(network, batch, loss, directions)  # (K,)
         K, signals = self.samples, []
         for name, dirs in directions.items():
-            bias_grad = c @ dirs.bias.to(c.dtype) / K  # (out,)
+            bias_grad = c @ dirs.bias.to(c.dtype) / K if dirs.has_bias else None  # (out,)
             if dirs.dense is None:
                 signals.append(LayerSignal(name, dirs.v, c[:, None] * dirs.bias.to(c.dtype) / K, bias_grad=bias_grad))
             else:

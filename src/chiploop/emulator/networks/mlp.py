@@ -1,6 +1,6 @@
 """The multilayer perceptron, the first final :class:`~chiploop.emulator.networks.base.Network`.
 
-Layer ``l`` (SCIENCE.md §1), with weight crossbar ``layer{l}``::
+Layer ``l`` (docs/science.md §5.1), with weight crossbar ``layer{l}``::
 
     x̂_{l-1} = R_l h_{l-1}            (the chip's decorrelator of layer l, if it has one)
     a_l = W_l x̂_{l-1} + b_l          (analog read of crossbar l, digital bias b_l)

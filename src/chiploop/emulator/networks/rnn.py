@@ -1,4 +1,4 @@
-"""A leaky rate RNN on three crossbars, the second final network (SCIENCE.md §7; seed 001).
+"""A leaky rate RNN on three crossbars, the second final network (docs/science.md §5.2; seed 001).
 
 With ``α = dt/τ`` in (0, 1], zero initial state ``a_0 = h_0 = 0`` and ``x`` (batch, T, in)::
 

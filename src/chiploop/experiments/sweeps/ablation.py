@@ -1,7 +1,7 @@
 """``chiploop ablate``: which nonideality of a device costs how much accuracy and gradient quality.
 
 The spec is trained as it is, then once with each source of error switched to its ideal value
-in turn (SCIENCE.md §2), all with the same seeds: one list of experiment specs, trained by the
+in turn (docs/science.md §3.13), all with the same seeds: one list of experiment specs, trained by the
 sweep runner (ledger, resume, Dask). Each row of the table, read back from the ledger, reports the
 mean test accuracy over the seeds that finished with its 95 % confidence interval (Student's t),
 its change against the device as it is, and the change of the update probe's physical (device)
