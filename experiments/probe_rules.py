@@ -31,7 +31,7 @@ def main() -> None:
     print("| rule | device | algorithmic bias / var | read bias / var | write bias / var | cos(applied, g) |")
     print("|---|---|---|---|---|---|")
     for device in args.devices:
-        for rule in sorted(RULES):
+        for rule in sorted(name for name, cls in RULES.items() if cls.networks is None or "mlp" in cls.networks):
             run = Run.build(experiment_from_data({"device": device, "rule": rule, "seed": 0}))
             batch = (run.task.x_train[:32], run.task.y_train[:32])
             rows = probe(run.network, run.rule, run.state, batch, run.task.loss, 0.1, args.repeats)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from chiploop.devices.spec import DeviceSpec
-from chiploop.emulator import Network
+from chiploop.emulator import Network, NetworkSpec
 from chiploop.emulator.inference import InferenceCrossbar
 from chiploop.experiments.plots import inference_plot
 from chiploop.experiments.results import csv_text, write_atomic
@@ -176,7 +176,7 @@ def evaluate_run(run_dir: str | Path, times: Sequence[float] | None = None, repe
     if repeats < 1:
         raise SpecError("--repeats", repeats, "1 <= value")
     arrays = load_weights(run_dir / "weights.npz")
-    check_arrays(arrays, spec.model.sizes, str(run_dir / "weights.npz"))
+    check_arrays(arrays, spec.model, str(run_dir / "weights.npz"))
     model = shadow_from_weights(arrays, load_layout(run_dir / "weights.npz"), spec.model)
     task = make_task(spec.task)
     torch.set_num_threads(spec.threads)
@@ -195,13 +195,16 @@ def evaluate_run(run_dir: str | Path, times: Sequence[float] | None = None, repe
     return summary, reference
 
 
-def check_arrays(arrays: dict[str, torch.Tensor], sizes: Sequence[int], source: str) -> None:
-    """Every weight layer and bias of an MLP of ``sizes`` is in ``arrays``, with its shape."""
-    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        for key, shape in ((f"crossbar/layer{l}", (n_out, n_in)), (f"bias/layer{l}", (n_out,))):
-            if key not in arrays:
-                raise SpecError(key, None, f"an array of shape {list(shape)}", source)
-            if tuple(arrays[key].shape) != shape:
-                raise SpecError(key, list(arrays[key].shape), f"shape {list(shape)}", source)
-            if not torch.isfinite(arrays[key]).all():
-                raise SpecError(key, "non-finite values", "finite weights (did the run diverge?)", source)
+def check_arrays(arrays: dict[str, torch.Tensor], model: NetworkSpec, source: str) -> None:
+    """Every weight crossbar and digital bias of the network ``model`` builds is in ``arrays``, with its
+    shape, and finite."""
+    expected = model.build(None, torch.Generator().manual_seed(0)).chip
+    shapes = {f"crossbar/{name}": xb.shape for name, xb in expected.crossbars.items()}
+    shapes.update({f"bias/{name}": tuple(b.shape) for name, b in expected.biases.items()})
+    for key, shape in shapes.items():
+        if key not in arrays:
+            raise SpecError(key, None, f"an array of shape {list(shape)}", source)
+        if tuple(arrays[key].shape) != tuple(shape):
+            raise SpecError(key, list(arrays[key].shape), f"shape {list(shape)}", source)
+        if not torch.isfinite(arrays[key]).all():
+            raise SpecError(key, "non-finite values", "finite weights (did the run diverge?)", source)
