@@ -105,13 +105,13 @@ def ideal_problem(sizes: Sequence[int], activation: str = "tanh", seed: int = 0,
 
 def ideal_rnn_problem(n_in: int = 3, hidden: int = 5, n_out: int = 4, steps: int = 5, alpha: float = 0.6,
                       activation: str = "tanh", readout: str = "last", seed: int = 0, batch: int = 16,
-                      loss: str = "cross_entropy") -> Problem:
+                      loss: str = "cross_entropy", leak: str = "preactivation") -> Problem:
     """A leaky RNN on exact float crossbars and a batch of sequences, from one generator seeded by
     ``seed``: the weights, then ``x ~ N(0, 1)`` (batch, steps, n_in), then ``y``: labels (batch,)
     for readout ``last``, (batch, steps) for ``every`` (``mse``: ``N(0, 1)`` targets shaped like the
     output)."""
     gen = torch.Generator().manual_seed(seed)
-    net = RNN.build(n_in, hidden, n_out, alpha, activation, readout, None, gen)
+    net = RNN.build(n_in, hidden, n_out, alpha, activation, readout, None, gen, leak)
     x = torch.randn(batch, steps, n_in, generator=gen)
     shape = (batch,) if readout == "last" else (batch, steps)
     if loss == "cross_entropy":

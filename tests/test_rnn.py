@@ -14,12 +14,12 @@ from chiploop.learning.eprop import EProp
 from chiploop.learning.shadow import true_gradient
 
 BOUND = 1e-6  # max abs difference of every update, float32 chip against float64 autograd
-CASES = [(a, r) for a in ("relu", "tanh", "sigmoid") for r in ("last", "every")]
+CASES = [(a, r, k) for a in ("relu", "tanh", "sigmoid") for r in ("last", "every") for k in ("preactivation", "rate")]
 
 
-def problem(activation, readout, seed=0, steps=7):
+def problem(activation, readout, seed=0, steps=7, leak="preactivation"):
     gen = torch.Generator().manual_seed(seed)
-    net = RNN.build(3, 5, 4, 0.6, activation, readout, None, gen)
+    net = RNN.build(3, 5, 4, 0.6, activation, readout, None, gen, leak)
     x = torch.randn(6, steps, 3, generator=gen)
     y = torch.randint(0, 4, (6,) if readout == "last" else (6, steps), generator=gen)
     return net, (x, y), Loss("cross_entropy")
@@ -40,8 +40,11 @@ def autograd_updates(net, batch, loss, detach_recurrent=False, cut=None):
         if t == cut:
             a, h = a.detach(), h.detach()
         u = x[:, t].double() @ W["W_in"].T + (h.detach() if detach_recurrent else h) @ W["W_rec"].T + b["W_rec"]
-        a = (1 - net.alpha) * a + net.alpha * u
-        h = f(a)
+        if net.leak == "preactivation":
+            a = (1 - net.alpha) * a + net.alpha * u
+            h = f(a)
+        else:
+            h = (1 - net.alpha) * h + net.alpha * f(u)
         outs.append(h @ W["W_out"].T + b["W_out"])
     out = outs[-1] if net.readout == "last" else torch.stack(outs, 1)
     grads = torch.autograd.grad(loss(out, y), [*W.values(), b["W_rec"], b["W_out"]])
@@ -60,9 +63,9 @@ def max_diff(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in b)
 
 
-@pytest.mark.parametrize("activation, readout", CASES)
-def test_bptt_equals_autograd(activation, readout):
-    net, batch, loss = problem(activation, readout)
+@pytest.mark.parametrize("activation, readout, leak", CASES)
+def test_bptt_equals_autograd(activation, readout, leak):
+    net, batch, loss = problem(activation, readout, leak=leak)
     signals, _ = BPTT().signals(net, net.unroll(batch[0]), batch, loss, None)
     assert max_diff(applied(signals), autograd_updates(net, batch, loss)) <= BOUND
     plain, _ = Backprop().signals(net, net.unroll(batch[0]), batch, loss, None)  # backprop on an RNN is BPTT
@@ -71,8 +74,9 @@ def test_bptt_equals_autograd(activation, readout):
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("k", [1, 3, 6])
-def test_truncated_bptt_equals_autograd_through_the_last_k_steps(activation, k):
-    net, batch, loss = problem(activation, "last")
+@pytest.mark.parametrize("leak", ["preactivation", "rate"])
+def test_truncated_bptt_equals_autograd_through_the_last_k_steps(activation, k, leak):
+    net, batch, loss = problem(activation, "last", leak=leak)
     signals, _ = BPTT(truncate=k).signals(net, net.unroll(batch[0]), batch, loss, None)
     steps = batch[0].shape[1]
     assert max_diff(applied(signals), autograd_updates(net, batch, loss, cut=steps - k)) <= BOUND
@@ -85,16 +89,16 @@ def test_truncation_of_per_step_losses_keeps_only_recent_errors():
     one, _ = BPTT(truncate=1).signals(net, trace, batch, loss, None)
     # k = 1: every step's own error only, no recurrent or leak path: W_rec's update is Σ_t (α f'(a_t) ⊙ W_outᵀ δ_t)ᵀ h_{t-1}
     delta = loss.grad(trace.output, batch[1]).transpose(0, 1)                 # (T, batch, out)
-    a = trace.states["a"]
+    a = trace.states["pre"]
     d = net.alpha * ACTIVATIONS["tanh"].f_prime(a) * (delta @ net.chip.crossbars["W_out"].weights())
     expected = d.reshape(-1, 5).T @ trace.inputs["W_rec"]
     assert torch.allclose(one[1].d.T @ one[1].x, expected, atol=1e-6)
     assert not torch.allclose(one[1].d, full[1].d)
 
 
-@pytest.mark.parametrize("activation, readout", CASES)
-def test_symmetric_eprop_equals_autograd_with_the_recurrent_input_detached(activation, readout):
-    net, batch, loss = problem(activation, readout, seed=1)
+@pytest.mark.parametrize("activation, readout, leak", CASES)
+def test_symmetric_eprop_equals_autograd_with_the_recurrent_input_detached(activation, readout, leak):
+    net, batch, loss = problem(activation, readout, seed=1, leak=leak)
     signals, _ = EProp().signals(net, net.unroll(batch[0]), batch, loss, None)
     expected = autograd_updates(net, batch, loss, detach_recurrent=True)
     assert max_diff(applied(signals), expected) <= BOUND
@@ -151,3 +155,62 @@ def test_weight_perturbation_on_the_rnn_is_the_directional_derivative(directions
     expected = sum((d.matrix().double() * g[name]).sum((1, 2)) for name, d in dirs.items())
     expected = expected + sum(d.bias.double() @ g[f"b_{name}"] for name, d in dirs.items() if d.has_bias)
     torch.testing.assert_close(c, expected, rtol=2e-2, atol=2e-3)
+
+
+def murray_rflo(net, batch, loss, B):
+    """A plain-torch transcription of Murray's RFLO (2019) for one trial: the full per-sample trace
+    ``p_ij,t = (1-α) p_ij,t-1 + α f'(u_t,i) [x_t; h_{t-1}]_j`` kept digitally, updated online, and
+    ``ΔW_ij = Σ_t (Bᵀ e_t)_i p_ij,t`` (here with the loss gradient e_t = dL/dy_t), on [W_in W_rec]
+    and the bias (its presynaptic input is 1)."""
+    W = {k: net.chip.crossbars[k].weights().double() for k in net.weight_names}
+    b = {k: v.double() for k, v in net.chip.biases.items()}
+    act, alpha = ACTIVATIONS[net.activation], net.alpha
+    x, y = batch
+    n, steps, _ = x.shape
+    h = torch.zeros(n, net.hidden, dtype=torch.float64)
+    p = torch.zeros(n, net.hidden, x.shape[2] + net.hidden + 1, dtype=torch.float64)
+    grad, outs, ps, hs = torch.zeros(p.shape[1:], dtype=torch.float64), [], [], []
+    for t in range(steps):
+        pre_input = torch.cat([x[:, t].double(), h, torch.ones(n, 1, dtype=torch.float64)], 1)
+        u = x[:, t].double() @ W["W_in"].T + h @ W["W_rec"].T + b["W_rec"]
+        p = (1 - alpha) * p + alpha * act.f_prime(u)[:, :, None] * pre_input[:, None, :]
+        h = (1 - alpha) * h + alpha * act.f(u)
+        ps.append(p)
+        hs.append(h)
+        outs.append(h @ W["W_out"].T + b["W_out"])
+    out = outs[-1] if net.readout == "last" else torch.stack(outs, 1)
+    e = loss.grad(out, y)                                               # (batch, out) or (batch, T, out)
+    for t in range(steps):
+        e_t = (e if t == steps - 1 else None) if net.readout == "last" else e[:, t]
+        if e_t is not None:
+            grad += ((e_t @ B)[:, :, None] * ps[t]).sum(0)
+    n_in = x.shape[2]
+    return {"W_in": grad[:, :n_in], "W_rec": grad[:, n_in:-1], "b_W_rec": grad[:, -1]}
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("readout", ["last", "every"])
+def test_rflo_equals_murrays_recursion_with_its_full_trace(activation, readout):
+    from chiploop.learning.eprop import RFLO
+
+    net, batch, loss = problem(activation, readout, seed=2, leak="rate")
+    rule = RFLO()
+    net.chip.install(rule.crossbars(net, torch.Generator().manual_seed(0)))
+    signals, _ = rule.signals(net, net.unroll(batch[0]), batch, loss, None)
+    B = net.chip.crossbars["feedback/W_out"].weights().double()
+    got = applied(signals)
+    assert max_diff(got, murray_rflo(net, batch, loss, B)) <= BOUND
+    assert max_diff({"W_out": got["W_out"]}, {"W_out": autograd_updates(net, batch, loss)["W_out"]}) <= BOUND
+
+
+def test_rflo_refuses_the_preactivation_leak_with_the_rule_that_fits():
+    from chiploop.experiments.spec import experiment_from_data
+    from chiploop.experiments.train import Run
+    from chiploop.specs import SpecError
+
+    model = {"kind": "rnn", "n_in": 8, "n_out": 10, "hidden": 8}
+    with pytest.raises(SpecError) as info:
+        Run.build(experiment_from_data({"task": "seq_digits", "model": model, "rule": "rflo"}))
+    assert info.value.field == "rule.name" and "leak: rate" in info.value.allowed
+    run = Run.build(experiment_from_data({"task": "seq_digits", "model": {**model, "leak": "rate"}, "rule": "rflo"}))
+    assert run.network.chip.roles["feedback/W_out"] == "feedback"

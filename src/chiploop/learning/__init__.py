@@ -9,7 +9,7 @@ from chiploop.learning.backprop import Backprop
 from chiploop.learning.bptt import BPTT
 from chiploop.learning.decorrelation import Decorrelate, DecorrelationSpec, decorrelate
 from chiploop.learning.direct_feedback_alignment import DirectFeedbackAlignment
-from chiploop.learning.eprop import EProp
+from chiploop.learning.eprop import RFLO, EProp
 from chiploop.learning.feedback_alignment import FeedbackAlignment
 from chiploop.learning.injected import Inject, InjectedSpec, inject
 from chiploop.learning.loss import Loss
@@ -30,6 +30,7 @@ RULES: dict[str, type[LearningRule]] = {
     "node_perturbation": NodePerturbation,
     "bptt": BPTT,
     "eprop": EProp,
+    "rflo": RFLO,
 }
 
 
@@ -51,5 +52,5 @@ def register(name: str, rule_class: type[LearningRule]) -> type[LearningRule]:
 
 
 __all__ = ["BPTT", "Backprop", "Chain", "EProp", "Decorrelate", "DecorrelationSpec", "DirectFeedbackAlignment", "FeedbackAlignment",
-           "Inject", "InjectedSpec", "LearningRule", "Loss", "NodePerturbation", "RULES", "SPSA", "SignSymmetry",
+           "Inject", "InjectedSpec", "LearningRule", "Loss", "NodePerturbation", "RFLO", "RULES", "SPSA", "SignSymmetry",
            "Transform", "WeightPerturbation", "chain", "decorrelate", "inject", "make_rule", "register"]
