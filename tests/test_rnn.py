@@ -214,3 +214,23 @@ def test_rflo_refuses_the_preactivation_leak_with_the_rule_that_fits():
     assert info.value.field == "rule.name" and "leak: rate" in info.value.allowed
     run = Run.build(experiment_from_data({"task": "seq_digits", "model": {**model, "leak": "rate"}, "rule": "rflo"}))
     assert run.network.chip.roles["feedback/W_out"] == "feedback"
+
+
+def test_curvature_of_w_rec_alone_is_the_dense_hessian_block():
+    from chiploop.learning.curvature import hessian_trace, top_hessian_eigenvalue
+    from chiploop.learning.shadow import parameter_names, shadow_loss, shadow_parameters
+
+    net, batch, loss = problem("tanh", "last", leak="rate")
+    at = parameter_names(net).index(("W_rec", "W"))  # θ = (W_in, W_rec, b_rec, W_out, b_out)
+    params = shadow_parameters(net)
+
+    def f(w_flat):  # the loss as a function of W_rec alone, every other parameter held
+        return shadow_loss([w_flat.view_as(p) if i == at else p for i, p in enumerate(params)], net, *batch, loss)
+
+    H = torch.autograd.functional.hessian(f, params[at].reshape(-1))
+    ev = torch.linalg.eigvalsh(H)
+    top = top_hessian_eigenvalue(net, *batch, loss, iters=3000, tol=1e-12, generator=torch.Generator().manual_seed(0),
+                                 only=("W_rec",))
+    assert top == pytest.approx(ev[ev.abs().argmax()].item(), rel=1e-6)
+    trace = hessian_trace(net, *batch, loss, samples=20000, generator=torch.Generator().manual_seed(1), only=("W_rec",))
+    assert trace == pytest.approx(torch.trace(H).item(), rel=0.05)

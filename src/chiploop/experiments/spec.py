@@ -98,6 +98,22 @@ def check_model_fits_task(model: NetworkSpec, task: TaskSpec) -> None:
 
 
 @dataclass(frozen=True)
+class CurvatureSpec(Spec):
+    """When to measure the curvature of the training loss, and how hard (docs/science.md §6.2)."""
+
+    when: Literal["off", "end", "epochs"] = spec_field("off", doc="never, after training, or after every epoch")
+    alone: tuple[str, ...] = spec_field((), doc="weight crossbars whose Hessian is also measured by itself, "
+                                        "the others held (e.g. [W_rec]: hessian_top_eig_W_rec, hessian_trace_W_rec)")
+    iters: int = spec_field(100, doc="power-iteration steps for the top eigenvalue", low=1, high=100000)
+    samples: int = spec_field(1000, doc="Hutchinson probes for the trace", low=1, high=1000000)
+
+    @classmethod
+    def from_value(cls, value: Any, name: str = "curvature") -> CurvatureSpec:
+        """``curvature: end`` is short for ``curvature: {when: end}``."""
+        return from_mapping(cls, {"when": value} if isinstance(value, str) else value, prefix=name + ".")
+
+
+@dataclass(frozen=True)
 class RuleSpec(Spec):
     """A registered learning rule and its options, e.g. ``{name: backprop}``."""
 
@@ -175,9 +191,9 @@ class ExperimentSpec(Spec):
     inference: InferenceRunSpec | None = spec_field(
         None, doc="after training: program the weights into the device's inference tiles and evaluate as they "
         "drift, e.g. {times: [1, 3600, 3.15e7], repeats: 5}; null = off")
-    curvature: Literal["off", "end", "epochs"] = spec_field(
-        "off", doc="top Hessian eigenvalue, Hessian trace and output margin of the training loss: "
-        "never, after training, or after every epoch")
+    curvature: CurvatureSpec = spec_field(
+        default_factory=lambda: CurvatureSpec(), doc="top Hessian eigenvalue, Hessian trace and output margin of "
+        "the training loss: off, end, epochs, or {when: end, alone: [W_rec], samples: 200, iters: 50}")
     lr: float = spec_field(0.1, doc="learning rate of the weight updates", low=0.0, high=1e3, low_open=True)
     schedule: Literal["constant", "cosine"] = spec_field(
         "constant", doc="lr over epochs: constant, or cosine from lr towards 0 (Loshchilov & Hutter 2017)")

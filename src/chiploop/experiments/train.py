@@ -23,6 +23,7 @@ from chiploop.learning.curvature import curvature_report
 from chiploop.learning.diagnostics import diagnostics_summary, probe
 from chiploop.learning.learner import Learner
 from chiploop.learning.rule import LearningRule
+from chiploop.specs import SpecError
 
 
 @dataclass(eq=False)
@@ -44,6 +45,10 @@ class Run:
         generator = torch.Generator().manual_seed(spec.seed)
         network = spec.model.build(chip_factory(spec.device, spec.ideal_crossbars), generator)
         task = make_task(spec.task)
+        unknown = [name for name in spec.curvature.alone if name not in network.weight_names]
+        if unknown:
+            raise SpecError("curvature.alone", list(spec.curvature.alone),
+                            f"weight crossbars of the network: {', '.join(network.weight_names)}")
         return cls(spec, task, Learner.create(network, experiment_rule(spec), task.loss, generator, spec.rule.name),
                    generator)
 
@@ -93,7 +98,8 @@ class Run:
         """Curvature and margin of the training loss at the chip's exact weights (its digital shadow)."""
         with torch.enable_grad():
             return curvature_report(self.network, self.task.x_train, self.task.y_train, self.task.loss,
-                                    torch.Generator().manual_seed(self.spec.seed))
+                                    torch.Generator().manual_seed(self.spec.seed), iters=self.spec.curvature.iters,
+                                    samples=self.spec.curvature.samples, alone=self.spec.curvature.alone)
 
 
 def experiment_rule(spec: ExperimentSpec) -> LearningRule:
@@ -116,7 +122,7 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
     start = time.perf_counter()
     run = Run.build(spec)
     history = [{"epoch": 0, "lr": 0.0, **run.evaluate(), "wall_s": time.perf_counter() - start}]
-    if spec.curvature == "epochs":
+    if spec.curvature.when == "epochs":
         history[0].update(run.curvature())
     status = "ok"
     bar = tqdm(range(1, spec.epochs + 1), desc=f"{spec.name} [{spec.device.preset or 'device'}]",
@@ -126,7 +132,7 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
             for epoch in bar:
                 run.epoch(epoch)
                 row = {"epoch": epoch, "lr": spec.lr_at(epoch), **run.evaluate()}
-                if spec.curvature == "epochs":
+                if spec.curvature.when == "epochs":
                     row.update(run.curvature())
                 row["wall_s"] = time.perf_counter() - start
                 history.append(row)
@@ -139,7 +145,7 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
     finally:
         bar.close()
     final = {k: v for k, v in history[-1].items() if k != "epoch"}
-    if spec.curvature == "end" and status == "ok":
+    if spec.curvature.when == "end" and status == "ok":
         final.update(run.curvature())
     if run.diagnostics:
         final.update(diagnostics_summary(run.diagnostics))

@@ -37,12 +37,13 @@ All randomness (power-iteration start, Rademacher probes) comes from the ``gener
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from chiploop.emulator import Network
 from chiploop.learning.loss import Loss
-from chiploop.learning.shadow import shadow_loss, shadow_output, shadow_parameters
+from chiploop.learning.shadow import parameter_names, shadow_loss, shadow_output, shadow_parameters
 
 __all__ = ["curvature_report", "hessian_trace", "hessian_vector_product", "output_margin",
            "shadow_loss", "shadow_output", "shadow_parameters", "top_hessian_eigenvalue"]
@@ -51,11 +52,20 @@ __all__ = ["curvature_report", "hessian_trace", "hessian_vector_product", "outpu
 class _HVP:
     """Hessian-vector products of ``L`` at fixed parameters, sharing one first-order graph."""
 
-    def __init__(self, network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, dtype: torch.dtype):
+    def __init__(self, network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, dtype: torch.dtype,
+                 only: Sequence[str] | None = None):
         if len(x) == 0:
             raise ValueError("curvature of an empty batch")
-        self.params = [p.requires_grad_(True) for p in shadow_parameters(network, dtype)]
-        value = shadow_loss(self.params, network, x, y, loss)
+        every = shadow_parameters(network, dtype)
+        names = parameter_names(network)
+        if only is not None:
+            unknown = set(only) - set(network.weight_names)
+            if unknown:
+                raise ValueError(f"no weight crossbar named {', '.join(sorted(unknown))}: the network has "
+                                 f"{', '.join(network.weight_names)}")
+        chosen = [i for i, (name, part) in enumerate(names) if only is None or (part == "W" and name in only)]
+        self.params = [every[i].requires_grad_(True) for i in chosen]  # θ: the rest stay constants
+        value = shadow_loss(every, network, x, y, loss)
         self.grads = torch.autograd.grad(value, self.params, create_graph=True)
         self.numel = sum(p.numel() for p in self.params)
 
@@ -98,25 +108,26 @@ class _HVP:
 
 
 def hessian_vector_product(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, v: torch.Tensor,
-                           dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                           dtype: torch.dtype = torch.float64, only: Sequence[str] | None = None) -> torch.Tensor:
     """``H v`` for one flat vector ``v`` over ``θ = (W_0, b_0, ...)`` flattened in that order."""
-    hvp = _HVP(network, x, y, loss, dtype)
+    hvp = _HVP(network, x, y, loss, dtype, only)
     return hvp(v.to(dtype))
 
 
 def top_hessian_eigenvalue(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, iters: int = 100,
                            tol: float = 1e-6, generator: torch.Generator | None = None,
-                           dtype: torch.dtype = torch.float64) -> float:
+                           dtype: torch.dtype = torch.float64, only: Sequence[str] | None = None) -> float:
     """The eigenvalue of ``∇²_θ L`` of largest magnitude (with its sign), by power iteration.
 
     ``v_0 ~ N(0, I)`` from ``generator``, normalised; ``w = H v_k``, Rayleigh quotient
     ``λ_k = v_kᵀ w``, ``v_{k+1} = w / ||w||``. Stops after ``iters`` products or once
-    ``|λ_k − λ_{k−1}| <= tol |λ_k|``. Converges geometrically at rate ``(|λ_2| / |λ_1|)²`` in
+    ``|λ_k − λ_{k−1}| <= tol |λ_k|``. ``only``: the Hessian over those weight crossbars' matrices alone
+    (the other parameters held), e.g. ``("W_rec",)``. Converges geometrically at rate ``(|λ_2| / |λ_1|)²`` in
     ``λ`` (``H`` is symmetric); an exactly zero ``H v`` gives 0.
     """
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
-    hvp = _HVP(network, x, y, loss, dtype)
+    hvp = _HVP(network, x, y, loss, dtype, only)
     v = torch.randn(hvp.numel, generator=generator, dtype=dtype)
     v = v / v.norm()
     lam_old = None
@@ -136,7 +147,7 @@ def top_hessian_eigenvalue(network: Network, x: torch.Tensor, y: torch.Tensor, l
 
 def hessian_trace(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, samples: int = 100,
                   generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                  batch: int | None = None) -> float:
+                  batch: int | None = None, only: Sequence[str] | None = None) -> float:
     """Hutchinson's estimate ``(1/S) Σ_s v_sᵀ H v_s`` of ``tr ∇²_θ L``, ``v_s`` Rademacher from ``generator``.
 
     The ``S = samples`` probes go through the double backward ``batch`` at a time (vectorised,
@@ -145,7 +156,7 @@ def hessian_trace(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    hvp = _HVP(network, x, y, loss, dtype)
+    hvp = _HVP(network, x, y, loss, dtype, only)
     if batch is None:  # per probe: its parameter-sized vectors and its copy of the batch's activations
         batch = max(1, 2**22 // (hvp.numel + len(x) * _width(network)))
     total, done = 0.0, 0
@@ -196,14 +207,20 @@ def output_margin(network: Network, x: torch.Tensor, y: torch.Tensor, dtype: tor
 
 def curvature_report(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, generator: torch.Generator,
                      iters: int = 100, samples: int = 1000, tol: float = 1e-6,
-                     dtype: torch.dtype = torch.float64) -> dict[str, float]:
-    """What a run records at its end: ``hessian_top_eig``, ``hessian_trace`` and, for
-    cross-entropy, ``margin_min``, ``margin_mean``, ``margin_normalised`` (see the module docstring)."""
+                     dtype: torch.dtype = torch.float64, alone: Sequence[str] = ()) -> dict[str, float]:
+    """What a run records at its end: ``hessian_top_eig``, ``hessian_trace``, the same over each weight
+    crossbar in ``alone`` by itself (``hessian_top_eig_W_rec``, ...), and, for cross-entropy,
+    ``margin_min``, ``margin_mean``, ``margin_normalised`` (see the module docstring)."""
     report = {
         "hessian_top_eig": top_hessian_eigenvalue(network, x, y, loss, iters=iters, tol=tol, generator=generator,
                                                   dtype=dtype),
         "hessian_trace": hessian_trace(network, x, y, loss, samples=samples, generator=generator, dtype=dtype),
     }
+    for name in alone:  # the Hessian over one weight crossbar's matrix, the others held (W_rec: Liu et al.)
+        report[f"hessian_top_eig_{name}"] = top_hessian_eigenvalue(network, x, y, loss, iters=iters, tol=tol,
+                                                                   generator=generator, dtype=dtype, only=(name,))
+        report[f"hessian_trace_{name}"] = hessian_trace(network, x, y, loss, samples=samples, generator=generator,
+                                                        dtype=dtype, only=(name,))
     if loss.kind == "cross_entropy":
         report.update(output_margin(network, x, y, dtype=dtype))
     return report
