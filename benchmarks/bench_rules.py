@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--device", default="constant-step")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cases = [(rule, False) for rule in sorted(RULES)] + [("backprop", True), ("node_perturbation", True)]
+    mlp_rules = sorted(name for name, cls in RULES.items() if cls.networks is None or "mlp" in cls.networks)
+    cases = [(rule, False) for rule in mlp_rules] + [("backprop", True), ("node_perturbation", True)]
     times = interleaved_medians([steps_of(r, args.device, d) for r, d in cases], args.repeats)
     reference = times[cases.index(("backprop", False))]
     print(f"{args.device}, digits 64-64-10, batch {BATCH}: median of {args.repeats} x {STEPS} steps")
