@@ -81,7 +81,7 @@ class Network(abc.ABC):
 
 
 @dataclass(frozen=True)
-class NetworkSpec(Spec):
+class NetworkSpec(Spec, abc.ABC):
     """The network of an experiment: ``kind`` picks the registered class, the rest are its options.
 
     In a spec, ``model: {kind: mlp, sizes: [64, 64, 10]}``; without ``kind`` it is an MLP.
@@ -91,9 +91,9 @@ class NetworkSpec(Spec):
     sequential: ClassVar[bool] = False  # reads sequences (batch, time, features)
 
     @property
+    @abc.abstractmethod
     def dims(self) -> tuple[int, int]:
         """(input features, outputs) the task must have."""
-        raise NotImplementedError
 
     @classmethod
     def from_value(cls, value: Any, name: str = "model") -> NetworkSpec:
@@ -105,13 +105,13 @@ class NetworkSpec(Spec):
             raise SpecError(f"{name}.kind", kind, "one of " + ", ".join(sorted(NETWORKS)))
         return from_mapping(NETWORKS[kind], value, prefix=name + ".")
 
+    @abc.abstractmethod
     def build(self, factory: CrossbarFactory, generator: torch.Generator) -> Network:
         """A new network on a new chip of ``factory``'s crossbars, weights drawn from ``generator``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def attach(self, chip: Chip) -> Network:
         """This network on an existing chip (saved weights, say)."""
-        raise NotImplementedError
 
 
 # kind -> the spec class that validates a network's options and builds it
