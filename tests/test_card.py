@@ -245,10 +245,12 @@ def test_weights_export_round_trip(runs, tmp_path, capsys):
     assert main(["export", str(run_dir), "--weights", str(out)]) == 0
     assert "layer0, layer1" in capsys.readouterr().out
     with np.load(run_dir / "weights.npz", allow_pickle=False) as src, np.load(out, allow_pickle=False) as got:
-        arrays = [key for key in src.files if key != CHIP_KEY]  # chip.json (the roles) is not exported
-        assert {"crossbar/layer0", "crossbar/layer1", "bias/layer0", "bias/layer1"} <= set(arrays) <= set(got.files)
-        for key in arrays:  # the float weights, bit for bit
+        arrays = list(src.files)  # chip.json (the roles) is exported too
+        assert {"crossbar/layer0", "crossbar/layer1", "bias/layer0", "bias/layer1", CHIP_KEY} <= set(arrays)
+        assert set(arrays) <= set(got.files)
+        for key in arrays:  # the float weights bit for bit, the roles as they were
             assert got[key].dtype == src[key].dtype and np.array_equal(got[key], src[key])
+        assert {k for k in got.files if k.startswith("g_plus_uS/")} == {"g_plus_uS/layer0", "g_plus_uS/layer1"}
         assert float(got["g_max_uS"]) == G_MAX_US == 25.0
         for name in ("layer0", "layer1"):
             W = src[f"crossbar/{name}"].astype(np.float64)

@@ -130,11 +130,20 @@ def ablation_table(rows: list[dict], spec: ExperimentSpec, seeds: int) -> str:
             "|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['test_acc']:.3f} ± {r['test_acc_ci95']:.3f} | {r['d_test_acc']:+.3f} | "
+        lines.append(f"| {r['variant']} | {_acc(r)} | {r['d_test_acc']:+.3f} | "
                      f"{r['physical_rel_bias']:.3f} | {r['d_physical_rel_bias']:+.3f} | "
                      f"{r['physical_rel_var']:.3g} | {r['d_physical_rel_var']:+.3g} |"
                      + (f" ({r['not_ok']})" if r["not_ok"] else ""))
     return "\n".join(lines)
+
+
+def _acc(row: dict) -> str:
+    """``0.912 ± 0.015``; one finished seed: the value and ``(1 seed)``; none: ``-``."""
+    if row["seeds_ok"] == 0 or math.isnan(row["test_acc"]):
+        return "-"
+    if math.isnan(row["test_acc_ci95"]):
+        return f"{row['test_acc']:.3f} ({row['seeds_ok']} seed{'s' * (row['seeds_ok'] != 1)})"
+    return f"{row['test_acc']:.3f} ± {row['test_acc_ci95']:.3f}"
 
 
 def covered_fields() -> set[str]:
