@@ -82,10 +82,11 @@ class DaskExecutor:
 
             # no dashboard, so no statistical profiler in the workers (it samples every 10 ms, and
             # runs trained about 5 % faster without it); the HTTP server on a free port, not 8787
-            # the worker processes ignore SIGINT (inherited: they are started while the driver ignores
-            # it), so a Ctrl-C in a terminal, which reaches the whole process group, stops the driver
-            # alone and the driver stops them: no traceback from every worker
-            with dask.config.set({"distributed.worker.profile.enabled": False}), _sigint_ignored():
+            # the worker processes ignore SIGINT and SIGTERM (inherited: they are started while the
+            # driver ignores them), so a Ctrl-C in a terminal or a batch scheduler's SIGTERM, which reach
+            # the whole process group, stop the driver alone, and the driver stops them (SIGKILL if they
+            # do not close, and they exit when the driver dies): no traceback from every worker
+            with dask.config.set({"distributed.worker.profile.enabled": False}), _interrupts_ignored():
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                             dashboard_address=None, silence_logs=logging.ERROR,
                                             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
@@ -150,16 +151,17 @@ def _quiet_worker() -> None:
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored for the block (processes started meanwhile inherit that); the main thread only."""
+def _interrupts_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored for the block (processes started meanwhile inherit that); main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
