@@ -123,7 +123,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from chiploop.experiments.train import RunInterrupted, train
 
     try:
-        result = train(spec, out_dir=out, progress=not args.quiet)
+        try:
+            result = train(spec, out_dir=out, progress=not args.quiet)
+        finally:
+            if out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # made for this run, which stopped before writing anything: no empty run dir
     except RunInterrupted as stop:
         done = len(stop.result.history) - 1
         raise Interrupted(f"interrupted after {done} of {spec.epochs} epochs; wrote {out} (status interrupted: "

@@ -23,6 +23,7 @@ from chiploop.experiments.sweeps.engine import Executor
 from chiploop.experiments.sweeps.ledger import read_rows
 from chiploop.experiments.sweeps.runner import Study, by_hash, run_study
 from chiploop.learning.diagnostics import DiagnosticsSpec
+from chiploop.specs import SpecError
 
 # source of error -> the device fields that make it, each with its ideal value (None: computed)
 SOURCES: dict[str, dict[str, object]] = {
@@ -77,6 +78,8 @@ def ablation_runs(spec: ExperimentSpec, seeds: int) -> dict[str, list[Experiment
 
 def ablation_study(spec: ExperimentSpec, seeds: int, source: str = "<spec>") -> Study:
     """The ablation as a list of runs for the sweep runner; the results table tells them apart by name."""
+    if seeds < 1:
+        raise SpecError("seeds", seeds, "1 or more seeds per variant")
     runs = [s for group in ablation_runs(spec, seeds).values() for s in group]
     return Study(by_hash(runs), ("name", "seed"), ("name",), "ablation", source,
                  {"experiment": spec.to_dict(), "seeds": seeds})
