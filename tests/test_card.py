@@ -271,3 +271,23 @@ def test_conductances_match_aihwkit_single_pair_converter():
     np.testing.assert_allclose(mine[1], gm.numpy(), rtol=1e-12)
     zeros = conductance_pair(np.zeros((2, 3)))
     assert zeros[2] == 0 and not zeros[0].any() and not zeros[1].any()
+
+
+@pytest.mark.parametrize("on_chip", [True, False])
+def test_weights_export_pairs_the_device_arrays_by_role(tmp_path, on_chip):
+    from chiploop.experiments.card import export_weights
+    from chiploop.experiments.spec import experiment_from_data
+    from chiploop.experiments.train import train
+    from chiploop.experiments.weights import load_layout
+
+    spec = experiment_from_data({"device": "ideal", "epochs": 1, "model": {"sizes": [64, 8, 10]},
+                                 "rule": {"name": "feedback_alignment", "feedback": "analog"},
+                                 "decorrelation": {"on_chip": on_chip}})
+    train(spec, tmp_path / "run", progress=False)
+    arrays = export_weights(tmp_path / "run", tmp_path / "w.npz")
+    roles = load_layout(tmp_path / "w.npz")["roles"]  # kept in the exported file
+    assert roles == load_layout(tmp_path / "run" / "weights.npz")["roles"]
+    assert {"weight", "decorrelator", "feedback"} <= set(roles.values())
+    paired = {k.split("/", 1)[1] for k in arrays if k.startswith("g_plus_uS/")}
+    wanted = {"weight", "decorrelator"} if on_chip else {"weight"}
+    assert paired == {name for name, role in roles.items() if role in wanted}

@@ -1,19 +1,21 @@
 """Every bad invocation of `chiploop` gets exit code 2 and exactly one line on stderr that names what
 was wrong (the field, the flag or the file), with no traceback and before anything is trained.
 
-Each case is a real process (the installed entry point's module). They start together, a few at a
-time, in one directory that holds the files the cases name; no case may leave a `runs/` behind.
-Also: `--help` and `--version` of the command and of every subcommand exit 0."""
+Each case is a process of its own, with its own stdout, stderr and exit code, in one directory that
+holds the files the cases name; no case may leave a `runs/` behind. The cases are forked from one
+interpreter that imported the CLI once (``processes.Forked``: milliseconds a case, not the seconds of
+importing torch); a sample of them, and `--help` and `--version` of the command and of every
+subcommand, run as `python -m chiploop.experiments.cli` from scratch."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from processes import Forked
 
 from chiploop.experiments.sweeps.lock import exclusive
 
@@ -138,15 +140,24 @@ def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *argv], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> tuple[Path, dict[str, subprocess.CompletedProcess]]:
-    """Every case run once, a few processes at a time, in one directory laid out from FILES."""
-    root = tmp_path_factory.mktemp("cli")
+def _layout(root: Path) -> Path:
     for rel, text in FILES.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    with exclusive(root / "busy"), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1) + 1) as pool:
-        done = dict(zip([c[0] for c in CASES], pool.map(lambda case: _run(case[1], root), CASES)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> tuple[Path, dict[str, subprocess.CompletedProcess]]:
+    """Every case run once, each in a forked process, in one directory laid out from FILES."""
+    root = _layout(tmp_path_factory.mktemp("cli"))
+    outputs = tmp_path_factory.mktemp("outputs")
+    forked = Forked()
+    try:
+        with exclusive(root / "busy"):
+            done = {name: forked.run(argv, root, outputs / str(k)) for k, (name, argv, _) in enumerate(CASES)}
+    finally:
+        forked.close()
     return root, done
 
 
@@ -163,6 +174,24 @@ def test_a_bad_invocation_exits_2_with_one_line_naming_the_problem(outcomes, nam
     assert proc.stderr.count("\n") == 1 and proc.stderr.endswith("\n"), proc.stderr
     assert expected in proc.stderr, proc.stderr
     assert proc.stderr.startswith("chiploop"), proc.stderr
+
+
+# the same, each from a fresh `python -m chiploop.experiments.cli`: the real entry point
+FROM_SCRATCH = ["no command", "bad YAML", "epochs 0", "--set bad value", "run --out on a finished run",
+                "sweep --workers not a number", "ablate --seeds 0", "rules show unknown", "devices show unknown",
+                "report of a non-sweep dir"]
+
+
+def test_a_sample_of_the_cases_from_scratch_give_the_same_line(outcomes, tmp_path):
+    root = _layout(tmp_path)
+    cases = [c for c in CASES if c[0] in FROM_SCRATCH]
+    assert len(cases) == len(FROM_SCRATCH)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        procs = list(pool.map(lambda case: _run(case[1], root), cases))
+    for (name, _, _), proc in zip(cases, procs):
+        forked = outcomes[1][name]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert proc.stderr == forked.stderr.replace(str(outcomes[0]), str(root)), name
 
 
 def test_no_bad_invocation_trained_or_wrote_anything(outcomes):

@@ -143,8 +143,8 @@ def _markdown_table(configs: pd.DataFrame, fields: list[str], metric: str, selec
     for _, row in configs.iterrows():
         if both and row["ok"] > 0:  # the count of seeds that did not finish once, after the last value
             cells = [_stat(row["sel_mean"], row["sel_ci95"], row["ok"]), _cell(row)]
-        else:
-            cells = [_cell(row)] * len(values)
+        else:  # no seed finished: say so once, after the last value
+            cells = ["-"] * (len(values) - 1) + [_cell(row)]
         lines.append("| " + " | ".join([*(_value(row[f]) for f in head), *cells, f"{row['ok']}/{row['runs']}"])
                      + " |")
     return lines
