@@ -130,8 +130,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 out.rmdir()  # made for this run, which stopped before writing anything: no empty run dir
     except RunInterrupted as stop:
         done = len(stop.result.history) - 1
-        raise Interrupted(f"interrupted after {done} of {spec.epochs} epochs; wrote {out} (status interrupted: "
-                          f"result.json and history.csv hold the finished epochs)") from None
+        raise Interrupted(f"interrupted after {done} of {spec.epochs} epochs; wrote {out} (status interrupted)"
+                          ) from None
     except KeyboardInterrupt:
         state = f"{out} holds no result" if not (out / "result.json").is_file() else f"{out} may be incomplete"
         raise Interrupted(f"interrupted before the run was written; {state}") from None
