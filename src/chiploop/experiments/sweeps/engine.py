@@ -95,6 +95,8 @@ class DaskExecutor:
 
     def __exit__(self, exc_type: object = None, *exc: object) -> None:
         interrupted = isinstance(exc_type, type) and issubclass(exc_type, KeyboardInterrupt)
+        logger = logging.getLogger("distributed")
+        level = logger.level
         if interrupted:
             self._silence()
         try:
@@ -107,6 +109,7 @@ class DaskExecutor:
                 self.cluster.close()
         finally:
             self.client = self.cluster = None
+            logger.setLevel(level)
 
     def _silence(self) -> None:
         """No log lines or tracebacks from the scheduler, the nannies or the workers while a stopped
