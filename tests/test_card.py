@@ -245,10 +245,12 @@ def test_weights_export_round_trip(runs, tmp_path, capsys):
     assert main(["export", str(run_dir), "--weights", str(out)]) == 0
     assert "layer0, layer1" in capsys.readouterr().out
     with np.load(run_dir / "weights.npz", allow_pickle=False) as src, np.load(out, allow_pickle=False) as got:
-        arrays = [key for key in src.files if key != CHIP_KEY]  # chip.json (the roles) is not exported
-        assert {"crossbar/layer0", "crossbar/layer1", "bias/layer0", "bias/layer1"} <= set(arrays) <= set(got.files)
-        for key in arrays:  # the float weights, bit for bit
+        arrays = list(src.files)  # chip.json (the roles) is exported too
+        assert {"crossbar/layer0", "crossbar/layer1", "bias/layer0", "bias/layer1", CHIP_KEY} <= set(arrays)
+        assert set(arrays) <= set(got.files)
+        for key in arrays:  # the float weights bit for bit, the roles as they were
             assert got[key].dtype == src[key].dtype and np.array_equal(got[key], src[key])
+        assert {k for k in got.files if k.startswith("g_plus_uS/")} == {"g_plus_uS/layer0", "g_plus_uS/layer1"}
         assert float(got["g_max_uS"]) == G_MAX_US == 25.0
         for name in ("layer0", "layer1"):
             W = src[f"crossbar/{name}"].astype(np.float64)
@@ -269,3 +271,23 @@ def test_conductances_match_aihwkit_single_pair_converter():
     np.testing.assert_allclose(mine[1], gm.numpy(), rtol=1e-12)
     zeros = conductance_pair(np.zeros((2, 3)))
     assert zeros[2] == 0 and not zeros[0].any() and not zeros[1].any()
+
+
+@pytest.mark.parametrize("on_chip", [True, False])
+def test_weights_export_pairs_the_device_arrays_by_role(tmp_path, on_chip):
+    from chiploop.experiments.card import export_weights
+    from chiploop.experiments.spec import experiment_from_data
+    from chiploop.experiments.train import train
+    from chiploop.experiments.weights import load_layout
+
+    spec = experiment_from_data({"device": "ideal", "epochs": 1, "model": {"sizes": [64, 8, 10]},
+                                 "rule": {"name": "feedback_alignment", "feedback": "analog"},
+                                 "decorrelation": {"on_chip": on_chip}})
+    train(spec, tmp_path / "run", progress=False)
+    arrays = export_weights(tmp_path / "run", tmp_path / "w.npz")
+    roles = load_layout(tmp_path / "w.npz")["roles"]  # kept in the exported file
+    assert roles == load_layout(tmp_path / "run" / "weights.npz")["roles"]
+    assert {"weight", "decorrelator", "feedback"} <= set(roles.values())
+    paired = {k.split("/", 1)[1] for k in arrays if k.startswith("g_plus_uS/")}
+    wanted = {"weight", "decorrelator"} if on_chip else {"weight"}
+    assert paired == {name for name, role in roles.items() if role in wanted}

@@ -77,7 +77,7 @@ def test_a_suite_resumes_and_its_directory_reports_like_a_sweep(spec_file, tmp_p
 
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert "| ideal | fast |" in report and "| ideal | wild | **2 diverged** (no seed finished) | 0/2 |" in report
+    assert "| ideal | fast |" in report and "| ideal | wild | - | **2 diverged** (no seed finished) | 0/2 |" in report
     assert report.split("## Runs that did not finish")[1].count("| wild |") == 2
 
 

@@ -65,10 +65,12 @@ def test_rerunning_a_sweep_runs_only_what_is_missing(spec_file, tmp_path):
     path = spec_file("base: {device: ideal, epochs: 1}\ngrid: {lr: [0.1, 0.5]}\nseeds: [0, 1]\n")
     sweep = load_sweep(path)
     first = run_sweep(sweep, tmp_path, progress=False)
-    assert first == {"runs": 4, "already_done": 0, "ran": 4}
-    assert run_sweep(sweep, tmp_path, progress=False) == {"runs": 4, "already_done": 4, "ran": 0}
+    assert first == {"runs": 4, "already_done": 0, "ran": 4, "ok": 4, "diverged": 0, "failed": 0}
+    assert run_sweep(sweep, tmp_path, progress=False) == {"runs": 4, "already_done": 4, "ran": 0, "ok": 4, "diverged": 0,
+                                                         "failed": 0}
     bigger = load_sweep(spec_file("base: {device: ideal, epochs: 1}\ngrid: {lr: [0.1, 0.5, 1.0]}\nseeds: [0, 1]\n"))
-    assert run_sweep(bigger, tmp_path, progress=False) == {"runs": 6, "already_done": 4, "ran": 2}
+    assert run_sweep(bigger, tmp_path, progress=False) == {"runs": 6, "already_done": 4, "ran": 2, "ok": 6, "diverged": 0,
+                                                          "failed": 0}
     table = pd.read_parquet(tmp_path / "results.parquet")
     assert len(table) == 6 and {"lr", "seed", "status", "test_acc"} <= set(table.columns)
     assert sorted(table["lr"].unique()) == [0.1, 0.5, 1.0] and (table["status"] == "ok").all()
@@ -85,13 +87,32 @@ def test_cli_sweep_dry_run_lists_runs_and_what_is_done(spec_file, tmp_path, caps
     from chiploop.experiments.cli import main
     path = spec_file("base: {device: ideal, epochs: 1}\ngrid: {lr: [0.1, 0.5]}\n")
     assert main(["sweep", str(path), "--out", str(tmp_path), "--dry-run"]) == 0
-    assert capsys.readouterr().out.strip().endswith("2 runs, 0 done")
+    lines = capsys.readouterr().out.strip().splitlines()
+    ids = [s.spec_hash() for s in expand(load_sweep(path))]
+    assert lines[-1].startswith("2 runs: 0 done, 2 to do") and len(set(lines)) == 3
+    assert [line.split()[:2] for line in lines[:2]] == [[ids[0], "todo"], [ids[1], "todo"]]
+    assert lines[0].endswith("lr=0.1  seed=0") and lines[1].endswith("lr=0.5  seed=0")
     assert main(["sweep", str(path), "--out", str(tmp_path), "--quiet", "--workers", "0"]) == 0
-    capsys.readouterr()
+    assert "2 runs: 0 already done, 2 ran on serial; 2 ok, 0 diverged, 0 failed" in capsys.readouterr().out
     assert main(["sweep", str(path), "--out", str(tmp_path), "--dry-run"]) == 0
-    assert capsys.readouterr().out.strip().endswith("2 runs, 2 done")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("2 runs: 2 done, 0 to do") and all(" done (ok) " in line for line in lines[:2])
     assert main(["sweep", str(path), "--out", str(tmp_path), "--workers", "-1"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_sweep_set_overrides_the_base_of_every_run(spec_file, tmp_path, capsys):
+    from chiploop.experiments.cli import main
+    path = spec_file("base: {device: ideal, epochs: 1}\ngrid: {lr: [0.1, 0.5]}\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path), "--set", "epochs=2", "--set", "batch_size=64",
+                 "--dry-run"]) == 0
+    specs = expand(load_sweep(path), overrides=["epochs=2", "batch_size=64"])
+    assert [(s.epochs, s.batch_size, s.lr) for s in specs] == [(2, 64, 0.1), (2, 64, 0.5)]
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[:2]] == [s.spec_hash() for s in specs]
+    with pytest.raises(SpecError, match=r"^--set epochs=0: field 'epochs'"):
+        expand(load_sweep(path), overrides=["epochs=0"])
+    with pytest.raises(SpecError, match=r"field '--set': got 'lr=1'.*lr is swept"):
+        expand(load_sweep(path), overrides=["lr=1"])
 
 
 def test_sweeping_a_field_of_a_preset_keeps_the_preset(spec_file):

@@ -27,7 +27,7 @@ def test_a_local_dask_cluster_gives_the_serial_results_on_the_ideal_chip(spec_fi
     sweep = load_sweep(spec_file(SMALL))
     run_sweep(sweep, tmp_path / "serial", progress=False)
     counts = run_sweep(sweep, tmp_path / "dask", progress=False, executor=DaskExecutor(workers=2))
-    assert counts == {"runs": 4, "already_done": 0, "ran": 4}
+    assert counts == {"runs": 4, "already_done": 0, "ran": 4, "ok": 4, "diverged": 0, "failed": 0}
     serial, dask = _table(tmp_path / "serial"), _table(tmp_path / "dask")
     assert list(serial.index) == list(dask.index) and (dask["status"] == "ok").all()
     pd.testing.assert_frame_equal(serial[METRICS], dask[METRICS], atol=1e-6, rtol=0)
@@ -72,7 +72,8 @@ def test_a_sweep_killed_with_sigkill_resumes_without_losing_or_repeating_runs(sp
 
     counts = run_sweep(load_sweep(path), out, progress=False, executor=DaskExecutor(workers=2))
     after = ledger_rows(out / "ledger.sqlite")
-    assert counts == {"runs": 12, "already_done": len(before), "ran": 12 - len(before)}
+    assert counts == {"runs": 12, "already_done": len(before), "ran": 12 - len(before), "ok": 12, "diverged": 0,
+                      "failed": 0}
     assert len(after) == 12 and {k: after[k] for k in before} == before  # finished runs were not re-run
     table = _table(out)
     assert len(table) == 12 and table.index.is_unique and (table["status"] == "ok").all()

@@ -78,7 +78,8 @@ def test_cli_run_applies_overrides_and_writes_the_run(spec_file, tmp_path, capsy
                  "--out", str(out), "--quiet"]) == 0
     stored = json.loads((out / "result.json").read_text())
     assert stored["spec"]["lr"] == 0.2 and stored["spec"]["model"]["sizes"] == [64, 32, 10]
-    assert "test_acc" in capsys.readouterr().out
+    summary = capsys.readouterr().out.splitlines()[0]  # one short line: status, epochs, losses, accuracies, time
+    assert summary.startswith("cli: ok after 1 epoch; loss train ") and "; accuracy train " in summary
 
 
 def test_cli_set_device_field_on_a_preset_shorthand(spec_file):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from chiploop.devices.aihwkit import to_rpu_config
 from chiploop.devices.spec import DeviceSpec
 
 
@@ -104,6 +103,8 @@ class AnalogCrossbar(TileGrid):
         """Crossbar ``name`` of a chip: its tiles get construction seeds derived from the name, so
         every crossbar of a chip (and every tile of it) has its own device draws, whatever order the
         crossbars are made in."""
+        from chiploop.devices.aihwkit import to_rpu_config  # aihwkit only when a tile is built
+
         first = name_index(name) * 1000  # room for 1000 tiles per crossbar
         tiles = tile_grid(out_size, in_size, spec.tile_size,
                           lambda k, o, i: to_rpu_config(spec, first + k).create_tile(o, i, bias=False))

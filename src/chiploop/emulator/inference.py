@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from chiploop.devices.aihwkit import to_inference_rpu_config
 from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator.analog import TileGrid, tile_grid
 
@@ -30,6 +29,8 @@ class InferenceCrossbar(TileGrid):
 
     @classmethod
     def create(cls, spec: DeviceSpec, out_size: int, in_size: int, compensation: bool) -> InferenceCrossbar:
+        from chiploop.devices.aihwkit import to_inference_rpu_config  # aihwkit only when a tile is built
+
         tiles = tile_grid(out_size, in_size, spec.tile_size,
                           lambda k, o, i: to_inference_rpu_config(spec, compensation).create_tile(o, i, bias=False))
         return cls(spec, (out_size, in_size), tiles, compensation)

@@ -226,6 +226,22 @@ def card_from_run(run_dir: str | Path) -> RuleCard:
     return _card_from_group([read_run(run_dir)])
 
 
+def selection_metric(run_dirs: Iterable[str | Path], metric: str | None = None) -> tuple[str, str]:
+    """The metric that picks the best configuration and a note for the user: ``metric`` when given,
+    else ``val_acc`` (the validation split: the test split stays unseen by the choice), else
+    ``test_acc`` when no run has a validation accuracy (``val_fraction: 0``), which the note says."""
+    if metric is not None:
+        return metric, ""
+    for run_dir in run_dirs:
+        try:
+            value = json.loads((Path(run_dir) / "result.json").read_text()).get("final", {}).get("val_acc")
+        except (OSError, ValueError):
+            continue
+        if _number(value) and math.isfinite(value):
+            return "val_acc", ""
+    return "test_acc", "no run has a validation accuracy (task.val_fraction 0): picked by test_acc"
+
+
 def best_card(run_dirs: Iterable[str | Path], metric: str = "test_acc", device: str | None = None) -> RuleCard:
     """The card of the best configuration among ``run_dirs``.
 
@@ -302,8 +318,9 @@ def export_weights(run_dir: str | Path, path: str | Path) -> dict[str, Any]:
     """Write a run's trained weights and their conductance-pair targets to ``path`` (``.npz``).
 
     The file holds every array of the run's ``weights.npz`` unchanged (``crossbar/<name>``,
-    ``bias/<name>``; float32) and, for each weight layer on a crossbar (``layer<l>``, and the
-    decorrelation ``decorr<l>`` when it was on chip), the single-pair targets of
+    ``bias/<name>``; float32; ``chip.json``, the chip's roles and decorrelator links) and, for each
+    crossbar that is a device array of the chip by its role (every ``weight`` crossbar, and the
+    ``decorrelator`` ones when the decorrelation was on chip), the single-pair targets of
     :mod:`chiploop.devices.conductance`: ``g_plus_uS/<name>``, ``g_minus_uS/<name>`` (µS, float64)
     and ``w_scale/<name>`` (max |W|, weight units), plus ``g_max_uS``. Read with ``allow_pickle=False``;
     returns the arrays written.
@@ -311,18 +328,22 @@ def export_weights(run_dir: str | Path, path: str | Path) -> dict[str, Any]:
     import numpy as np
 
     from chiploop.devices.conductance import G_MAX_US, conductance_pair
-    from chiploop.experiments.weights import load_weights, npz_bytes
+    from chiploop.experiments.weights import CHIP_KEY, load_layout, load_weights, npz_bytes
 
     run_dir = Path(run_dir)
     arrays = {k: v.numpy() for k, v in load_weights(run_dir / "weights.npz").items()}
+    roles = load_layout(run_dir / "weights.npz").get("roles", {})
     on_chip = False
     if (run_dir / "result.json").exists():
         decorr = read_run(run_dir).spec.decorrelation
         on_chip = decorr is not None and decorr.on_chip
+    devices = {"weight", "decorrelator"} if on_chip else {"weight"}
     out: dict[str, Any] = dict(arrays)
+    with np.load(run_dir / "weights.npz", allow_pickle=False) as data:
+        out[CHIP_KEY] = data[CHIP_KEY].copy()
     for key in arrays:
         name = key.split("/", 1)[1] if key.startswith("crossbar/") else None
-        if name is None or not (name.startswith("layer") or (on_chip and name.startswith("decorr"))):
+        if name is None or roles.get(name) not in devices:
             continue
         g_plus, g_minus, w_scale = conductance_pair(arrays[key], G_MAX_US)
         out[f"g_plus_uS/{name}"], out[f"g_minus_uS/{name}"] = g_plus, g_minus

@@ -133,7 +133,12 @@ def summary_table(summary: Sequence[dict], reference: float | None = None) -> st
         parts = []
         for c in labels:
             s = cell.get((t, c))
-            parts.append("" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f} [{s['min']:.3f}, {s['max']:.3f}]")
+            if s is None:
+                parts.append("")
+            elif s["n"] == 1:
+                parts.append(f"{s['mean']:.3f} (1 repeat)")
+            else:
+                parts.append(f"{s['mean']:.3f} ± {s['std']:.3f} [{s['min']:.3f}, {s['max']:.3f}]")
         lines.append(f"| {time_label(t)} | " + " | ".join(parts) + " |")
     if reference is not None:
         lines.append(f"\ntrained weights read exactly: test acc {reference:.3f}")

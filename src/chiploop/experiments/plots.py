@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from chiploop.experiments.results import Result  # noqa: E402
@@ -97,4 +99,34 @@ def inference_plot(summary: Sequence[Mapping], path: str | Path, reference: floa
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def run_curves(history: Sequence[Mapping], path: str | Path, title: str = "") -> Path:
+    """One run's loss (left) and accuracy (right) per epoch on the train, validation and test splits
+    (epoch 0: before training); a split or a metric the run lacks is left out."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    epochs = [row["epoch"] for row in history]
+    styles = {"train": "-", "val": "--", "test": ":"}
+    for ax, kind, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+        drawn = False
+        for split, style in styles.items():
+            values = [row.get(f"{split}_{kind}", float("nan")) for row in history]
+            if all(v != v for v in values):  # missing or NaN throughout (no such split; regression accuracy)
+                continue
+            ax.plot(epochs, values, style, marker="." if len(epochs) <= 30 else None, label=split)
+            drawn = True
+        losses = [v for row in history for s in styles if (v := row.get(f"{s}_loss", math.nan)) == v]
+        if kind == "loss" and losses and min(losses) > 0 and max(losses) / min(losses) > 20:
+            ax.set_yscale("log")  # a loss over decades; otherwise linear reads better
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, f"no {label} recorded", ha="center", va="center", transform=ax.transAxes)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return save(fig, path)

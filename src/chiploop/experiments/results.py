@@ -13,12 +13,22 @@ from typing import Any
 
 
 def versions() -> dict[str, str]:
-    """Versions of chiploop, torch and aihwkit, stored with every result."""
-    import aihwkit
+    """Versions of chiploop, torch and aihwkit, stored with every result (aihwkit's from its package
+    metadata: reading it imports no simulator)."""
     import torch
 
     import chiploop
-    return {"chiploop": chiploop.__version__, "torch": torch.__version__, "aihwkit": aihwkit.__version__}
+    return {"chiploop": chiploop.__version__, "torch": torch.__version__, "aihwkit": package_version("aihwkit")}
+
+
+def package_version(name: str) -> str:
+    """An installed distribution's version from its metadata, without importing it ("not installed" if absent)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def current_umask() -> int:

@@ -15,7 +15,7 @@ from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator.networks import MLPSpec, NetworkSpec
 from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.learning.diagnostics import DiagnosticsSpec
-from chiploop.learning import make_rule
+from chiploop.learning import RULES, make_rule
 from chiploop.learning.injected import InjectedSpec
 from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
 
@@ -204,6 +204,10 @@ class ExperimentSpec(Spec):
 
     def check(self) -> None:
         check_model_fits_task(self.model, self.task)
+        kinds = getattr(RULES.get(self.rule.name), "networks", None)  # refused here, before anything is built
+        if isinstance(kinds, tuple) and self.model.kind not in kinds:
+            raise SpecError("rule.name", self.rule.name, f"a rule that trains {self.model.kind} networks (this one "
+                            f"trains: {', '.join(kinds)})")
         if self.crossbar == "ideal" and not self.device.is_float:
             raise SpecError("crossbar", self.crossbar, f"'auto' or 'analog' for the pulsed device "
                             f"{self.device.preset or 'spec'} (ideal crossbars are exact float)")

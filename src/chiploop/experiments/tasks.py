@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from chiploop.emulator.networks import init_weights
 from chiploop.experiments.spec import TaskSpec
@@ -49,6 +47,8 @@ class Task:
 
 def _split(x: np.ndarray, y: np.ndarray, spec: TaskSpec, stratify: bool, loss: Loss) -> Task:
     """Seeded (stratified) split into train, validation and test."""
+    from sklearn.model_selection import train_test_split  # sklearn only when a task is made
+
     x_rest, x_test, y_rest, y_test = train_test_split(
         x, y, test_size=spec.test_fraction, random_state=spec.seed, stratify=y if stratify else None)
     if spec.val_fraction > 0:
@@ -65,6 +65,8 @@ def _split(x: np.ndarray, y: np.ndarray, spec: TaskSpec, stratify: bool, loss: L
 
 def digits(spec: TaskSpec) -> Task:
     """sklearn's 1797 8x8 digits, pixels / 16 in [0, 1], 10 classes."""
+    from sklearn.datasets import load_digits
+
     data = load_digits()
     return _split(data.data / 16.0, data.target, spec, stratify=True, loss=Loss("cross_entropy"))
 
@@ -94,6 +96,8 @@ def teacher_student(spec: TaskSpec) -> Task:
 
 def seq_digits(spec: TaskSpec) -> Task:
     """sklearn's digits read row by row: 8 steps of 8 pixels (/ 16), 10 classes; the split of ``digits``."""
+    from sklearn.datasets import load_digits
+
     data = load_digits()
     return _split(data.data.reshape(-1, 8, 8) / 16.0, data.target, spec, stratify=True, loss=Loss("cross_entropy"))
 
@@ -105,6 +109,7 @@ def mnist1d(spec: TaskSpec) -> Task:
     validation split is drawn from the 4000 with ``task.seed``. NumPy's global generator, which the
     package seeds, is put back afterwards."""
     from mnist1d.data import get_dataset_args, make_dataset
+    from sklearn.model_selection import train_test_split
 
     state = np.random.get_state()
     py_state = random.getstate()

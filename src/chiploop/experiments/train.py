@@ -125,18 +125,22 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
     if spec.curvature.when == "epochs":
         history[0].update(run.curvature())
     status = "ok"
-    bar = tqdm(range(1, spec.epochs + 1), desc=f"{spec.name} [{spec.device.preset or 'device'}]",
-               disable=not progress, leave=False)
+    # the bar counts an epoch when it is done and redraws then, however fast epochs are; it stays on screen
+    bar = tqdm(total=spec.epochs, desc=f"{spec.name} [{spec.device.preset or 'device'}]", unit="epoch",
+               disable=not progress, leave=True)
     try:
         with torch.no_grad():
-            for epoch in bar:
+            for epoch in range(1, spec.epochs + 1):
                 run.epoch(epoch)
                 row = {"epoch": epoch, "lr": spec.lr_at(epoch), **run.evaluate()}
                 if spec.curvature.when == "epochs":
                     row.update(run.curvature())
                 row["wall_s"] = time.perf_counter() - start
                 history.append(row)
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row.get('test_acc', float('nan')):.3f}")
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row.get('test_acc', float('nan')):.3f}",
+                                refresh=False)
+                bar.update()
+                bar.refresh()
                 if not math.isfinite(row["train_loss"]) or row["train_loss"] > DIVERGED * history[0]["train_loss"]:
                     status = "diverged"
                     break

@@ -23,6 +23,7 @@ from chiploop.experiments.sweeps.engine import Executor
 from chiploop.experiments.sweeps.ledger import read_rows
 from chiploop.experiments.sweeps.runner import Study, by_hash, run_study
 from chiploop.learning.diagnostics import DiagnosticsSpec
+from chiploop.specs import SpecError
 
 # source of error -> the device fields that make it, each with its ideal value (None: computed)
 SOURCES: dict[str, dict[str, object]] = {
@@ -77,6 +78,8 @@ def ablation_runs(spec: ExperimentSpec, seeds: int) -> dict[str, list[Experiment
 
 def ablation_study(spec: ExperimentSpec, seeds: int, source: str = "<spec>") -> Study:
     """The ablation as a list of runs for the sweep runner; the results table tells them apart by name."""
+    if seeds < 1:
+        raise SpecError("seeds", seeds, "1 or more seeds per variant")
     runs = [s for group in ablation_runs(spec, seeds).values() for s in group]
     return Study(by_hash(runs), ("name", "seed"), ("name",), "ablation", source,
                  {"experiment": spec.to_dict(), "seeds": seeds})
@@ -130,11 +133,20 @@ def ablation_table(rows: list[dict], spec: ExperimentSpec, seeds: int) -> str:
             "|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['test_acc']:.3f} ± {r['test_acc_ci95']:.3f} | {r['d_test_acc']:+.3f} | "
+        lines.append(f"| {r['variant']} | {_acc(r)} | {r['d_test_acc']:+.3f} | "
                      f"{r['physical_rel_bias']:.3f} | {r['d_physical_rel_bias']:+.3f} | "
                      f"{r['physical_rel_var']:.3g} | {r['d_physical_rel_var']:+.3g} |"
                      + (f" ({r['not_ok']})" if r["not_ok"] else ""))
     return "\n".join(lines)
+
+
+def _acc(row: dict) -> str:
+    """``0.912 ± 0.015``; one finished seed: the value and ``(1 seed)``; none: ``-``."""
+    if row["seeds_ok"] == 0 or math.isnan(row["test_acc"]):
+        return "-"
+    if math.isnan(row["test_acc_ci95"]):
+        return f"{row['test_acc']:.3f} ({row['seeds_ok']} seed{'s' * (row['seeds_ok'] != 1)})"
+    return f"{row['test_acc']:.3f} ± {row['test_acc_ci95']:.3f}"
 
 
 def covered_fields() -> set[str]:

@@ -39,11 +39,11 @@ class Ledger:
 
     def put(self, run_id: str, spec: dict, outcome: Mapping) -> None:
         """Commit one finished run: ``outcome`` has status, message, final, wall_s, versions, worker."""
-        self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, outcome["status"], outcome.get("message", ""), json.dumps(spec),
-                         json.dumps(dict(outcome.get("final", {}))), outcome.get("wall_s", float("nan")),
-                         json.dumps(outcome.get("versions", {})), outcome.get("worker", ""), time.time()))
-        self.db.commit()
+        with self.db:  # committed whole, or rolled back (an interrupt half way leaves no open transaction)
+            self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (run_id, outcome["status"], outcome.get("message", ""), json.dumps(spec),
+                             json.dumps(dict(outcome.get("final", {}))), outcome.get("wall_s", float("nan")),
+                             json.dumps(outcome.get("versions", {})), outcome.get("worker", ""), time.time()))
 
     def rows(self, ids: Iterable[str] | None = None) -> Iterator[dict]:
         """Every row (or those of ``ids``) in id order, with spec, final and versions decoded."""

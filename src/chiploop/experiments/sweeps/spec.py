@@ -12,11 +12,12 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from chiploop.experiments.spec import ExperimentSpec, experiment_from_data, set_override
+from chiploop.experiments.spec import ExperimentSpec, apply_overrides, attribute, set_override
 from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, spec_field
 
 
@@ -77,8 +78,18 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return from_mapping(SweepSpec, data, source=str(path))
 
 
-def expand(sweep: SweepSpec, source: str = "<sweep>") -> list[ExperimentSpec]:
-    """Every run of the sweep, validated, in a deterministic order: grid x zip x random x seeds."""
+def expand(sweep: SweepSpec, source: str = "<sweep>", overrides: Iterable[str] = ()) -> list[ExperimentSpec]:
+    """Every run of the sweep, validated, in a deterministic order: grid x zip x random x seeds.
+
+    ``overrides`` (``KEY=VALUE``, the CLI's ``--set``) change the base experiment; a key the sweep
+    varies cannot be set, and an error in a field an override set names that ``--set``."""
+    overrides = list(overrides)
+    base, keys = apply_overrides(sweep.base, overrides)
+    swept = swept_keys(sweep)
+    for key, text in zip(keys, overrides):
+        clash = [k for k in swept if k == key or k.startswith(key + ".") or key.startswith(k + ".")]
+        if clash:
+            raise SpecError("--set", text, f"a field the sweep does not vary ({clash[0]} is swept)")
     grid_keys = list(sweep.grid)
     grid = [dict(zip(grid_keys, combo)) for combo in itertools.product(*(sweep.grid[k] for k in grid_keys))]
     n_zip = len(next(iter(sweep.zip.values()))) if sweep.zip else 1
@@ -87,11 +98,15 @@ def expand(sweep: SweepSpec, source: str = "<sweep>") -> list[ExperimentSpec]:
     axes = {k: from_mapping(Distribution, v) for k, v in sweep.random.items()}
     drawn = [{k: d.draw(rng) for k, d in axes.items()} for _ in range(sweep.samples if axes else 1)]
     specs = []
+    by_key = dict(zip(keys, overrides))
     for g, z, r, seed in itertools.product(grid, zipped, drawn, sweep.seeds):
-        data = dict(sweep.base)
+        data = dict(base)
         for key, value in {**g, **z, **r, "seed": seed}.items():
             data = set_override(data, key, value)
-        specs.append(experiment_from_data(data, source=f"{source}: run {len(specs)}"))
+        try:
+            specs.append(from_mapping(ExperimentSpec, data))
+        except SpecError as err:
+            raise attribute(err, by_key, f"{source}: run {len(specs)}") from None
     return specs
 
 

@@ -141,9 +141,9 @@ def summary_table(groups: dict[str, list[Result]], target_from: str = "", target
             lines.append(row + f"no seed finished | {_seeds(results)} |" + " |" * (1 + len(columns) + len(metrics)))
             continue
         accs = [r.final["test_acc"] for r in ok]
-        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        spread = f" ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else " (1 seed)"
         wall = statistics.mean(r.wall_s for r in ok)
-        row += f"{statistics.mean(accs):.3f} ± {std:.3f} | {_seeds(results)} | {wall:.1f} |"
+        row += f"{statistics.mean(accs):.3f}{spread} | {_seeds(results)} | {wall:.1f} |"
         for target, _ in columns:
             reached = epochs_to(target, ok)
             row += f" {reached if reached is not None else 'not reached'} |"
