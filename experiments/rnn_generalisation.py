@@ -25,6 +25,13 @@ from chiploop.experiments.plots import save
 from chiploop.experiments.stats import ci95
 
 RULE_ORDER = ["bptt", "bptt-truncate=2", "eprop", "eprop-feedback=random", "rflo"]
+DEVICE_ORDER = ["ideal", "constant-step", "reram-sb"]
+
+
+def devices(frame: pd.DataFrame) -> list[str]:
+    """The devices of the table, the known ones in DEVICE_ORDER, then the others as they come."""
+    found = list(dict.fromkeys(frame["device_label"]))
+    return [d for d in DEVICE_ORDER if d in found] + [d for d in found if d not in DEVICE_ORDER]
 
 
 def load(out_dir: Path) -> pd.DataFrame:
@@ -37,7 +44,8 @@ def load(out_dir: Path) -> pd.DataFrame:
 def table(frame: pd.DataFrame) -> str:
     lines = ["| device | rule | seeds | test acc (95% CI) | gen. gap mean (std) | λ_max(W_rec) | tr H(W_rec) | "
              "λ_max(all) |", "|---|---|---|---|---|---|---|---|"]
-    for device, by_device in frame.groupby("device_label", sort=False):
+    for device in devices(frame):
+        by_device = frame[frame["device_label"] == device]
         for rule in [r for r in RULE_ORDER if r in set(by_device["rule_label"])]:
             runs = by_device[by_device["rule_label"] == rule]
             acc, gap = list(runs["test_acc"]), list(runs["gen_gap"])
@@ -50,7 +58,8 @@ def table(frame: pd.DataFrame) -> str:
 
 def correlations(frame: pd.DataFrame) -> list[str]:
     out = []
-    for device, runs in frame.groupby("device_label", sort=False):
+    for device in devices(frame):
+        runs = frame[frame["device_label"] == device]
         rho, p = spearmanr(runs["hessian_top_eig_W_rec"], runs["gen_gap"])
         out.append(f"{device}: Spearman rho(gap, λ_max(W_rec)) = {rho:.2f} (p = {p:.2g}, {len(runs)} runs)")
     return out
@@ -59,10 +68,10 @@ def correlations(frame: pd.DataFrame) -> list[str]:
 def scatter(frame: pd.DataFrame, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    devices = list(dict.fromkeys(frame["device_label"]))
-    fig, axes = plt.subplots(1, len(devices), figsize=(4.6 * len(devices), 4), squeeze=False)
+    panels = devices(frame)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
     colours = dict(zip(RULE_ORDER, plt.get_cmap("tab10").colors))
-    for ax, device in zip(axes[0], devices):
+    for ax, device in zip(axes[0], panels):
         runs = frame[frame["device_label"] == device]
         for rule in [r for r in RULE_ORDER if r in set(runs["rule_label"])]:
             mine = runs[runs["rule_label"] == rule]
