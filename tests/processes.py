@@ -72,14 +72,21 @@ def kill_after_rows(command: list[str], ledger: Path, rows: int, timeout: float 
     finally:
         driver.kill()
     assert workers, "the driver had started worker processes"
-    deadline = time.monotonic() + 60
-    while alive(workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = alive(workers)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
+    left = reap(workers, grace=60)
     assert not left, f"worker processes left behind after the driver was killed: {sorted(left)}"
     return ledger_rows(ledger)
+
+
+def reap(pids: set[int], grace: float) -> set[int]:
+    """Wait up to ``grace`` seconds for ``pids`` to exit, SIGKILL any still alive, and return those:
+    a test asserts the result is empty, and leaves no process behind either way."""
+    deadline = time.monotonic() + grace
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = alive(pids)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
 
 
 # A process that has imported the CLI and its heavy dependencies once, then forks one child per

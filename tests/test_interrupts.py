@@ -15,7 +15,7 @@ import time
 
 import pandas as pd
 import pytest
-from processes import alive, children, ledger_rows
+from processes import children, ledger_rows, reap
 
 from chiploop.experiments.sweeps.lock import DirectoryBusy, exclusive
 from chiploop.experiments.sweeps.runner import OUTCOME
@@ -63,12 +63,7 @@ def _finish(proc: subprocess.Popen, watched: set[int]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    deadline = time.monotonic() + 30
-    while alive(watched) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = alive(watched)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
+    left = reap(watched, grace=30)
     assert not left, f"processes left behind: {sorted(left)}"
 
 
