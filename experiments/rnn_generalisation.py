@@ -1,11 +1,11 @@
 """Seed 001 on chips (Liu, Ghosh, Richards, Shea-Brown & Lajoie 2022): do temporal rules that follow
 the gradient less closely generalise worse and more variably, and end in sharper regions?
 
-    .venv/bin/python experiments/rnn_generalisation.py runs/rnn_rules [--out docs]
+    .venv/bin/python experiments/rnn_generalisation.py runs/rnn_rules [--out docs] [--png rnn_rules.png]
 
 Reads a suite directory written by ``chiploop demo --suite experiments/rnn_rules.yaml --out DIR``
 (runs named ``RULE@DEVICE``, several seeds, curvature at the end over all weights and over W_rec
-alone) and prints, per device and rule: test accuracy (mean ± 95 % CI over seeds), the
+alone; ``experiments/rnn_rules_xor.yaml`` is the same study on delayed XOR) and prints, per device and rule: test accuracy (mean ± 95 % CI over seeds), the
 generalisation gap (test − train loss; mean and spread over seeds), the top Hessian eigenvalue and
 the trace over W_rec. It writes ``rnn_rules.png``: the gap against λ_max(W_rec), a point per
 (rule, seed), coloured by rule, a panel per device (the paper's central figure), and prints the
@@ -15,6 +15,7 @@ Spearman rank correlation of gap and λ_max(W_rec) over all points of a device.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def correlations(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def scatter(frame: pd.DataFrame, path: Path) -> Path:
+def scatter(frame: pd.DataFrame, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     panels = devices(frame)
@@ -82,20 +83,23 @@ def scatter(frame: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel("generalisation gap (test - train loss)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("seq_digits RNN: gap against curvature, a point per (rule, seed)")
+    fig.suptitle(f"{title}: gap against curvature, a point per (rule, seed)")
     return save(fig, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="where to write rnn_rules.png (default SUITE_DIR)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the plot (default SUITE_DIR)")
+    parser.add_argument("--png", default="rnn_rules.png", help="the plot's file name (default rnn_rules.png)")
     args = parser.parse_args()
     frame = load(args.suite_dir)
     print(table(frame))
     print()
     print("\n".join(correlations(frame)))
-    print(f"wrote {scatter(frame, (args.out or args.suite_dir) / 'rnn_rules.png')}")
+    task = json.loads((args.suite_dir / "sweep.json").read_text())["spec"]["base"]["task"]
+    title = f"{task if isinstance(task, str) else task['name']} RNN"
+    print(f"wrote {scatter(frame, (args.out or args.suite_dir) / args.png, title)}")
 
 
 if __name__ == "__main__":
