@@ -68,6 +68,7 @@ def correlations(frame: pd.DataFrame) -> list[str]:
 
 def scatter(frame: pd.DataFrame, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     panels = devices(frame)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
@@ -78,6 +79,7 @@ def scatter(frame: pd.DataFrame, path: Path, title: str) -> Path:
             mine = runs[runs["rule_label"] == rule]
             ax.scatter(mine["hessian_top_eig_W_rec"], mine["gen_gap"], label=rule, color=colours[rule], alpha=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow log range labels its minor ticks on top of each other
         ax.set_title(device)
         ax.set_xlabel("top Hessian eigenvalue over W_rec (log)")
         ax.set_ylabel("generalisation gap (test - train loss)")
