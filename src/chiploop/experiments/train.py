@@ -82,14 +82,11 @@ class Run:
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy of the chip (its own noisy reads) on every split, and the rule's report."""
         row = dict(self.rule.report(self.state))
-        with torch.no_grad():
-            for split in ("train", "val", "test"):
-                x, y = self.task.split(split)
-                if len(x) == 0:
-                    continue
-                out = self.network.unroll(x).output
-                row[f"{split}_loss"] = self.task.loss(out, y).item()
-                row[f"{split}_acc"] = self.task.loss.accuracy(out, y)
+        for split in ("train", "val", "test"):
+            x, y = self.task.split(split)
+            if len(x):
+                scores = self.learner.evaluate(x, y)
+                row[f"{split}_loss"], row[f"{split}_acc"] = scores["loss"], scores["acc"]
         if "test_loss" in row:
             row["gen_gap"] = row["test_loss"] - row["train_loss"]
         return row
