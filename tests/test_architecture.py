@@ -29,6 +29,7 @@ LAYER_ORDER = ("schema", "devices", "emulator", "learning", "experiments", "api"
 LAYERS = {
     "chiploop/__init__.py": "schema",
     "chiploop/specs.py": "schema",
+    "chiploop/lazy.py": "schema",
     "chiploop/devices": "devices",
     "chiploop/emulator": "emulator",
     "chiploop/learning": "learning",

@@ -1,7 +1,7 @@
 """Crossbars (ideal, aihwkit-backed, and aihwkit inference tiles), chips with roles, the digital
 periphery, and the networks that run on a chip."""
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator.analog import AnalogCrossbar
 from chiploop.emulator.chip import Chip, CrossbarFactory, CrossbarRequest, LayerSignal, ideal_factory

@@ -12,7 +12,7 @@ import copy
 import zlib
 from dataclasses import dataclass
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.devices.spec import DeviceSpec
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator.crossbar import Crossbar
 from chiploop.emulator.ideal import IdealCrossbar
@@ -158,10 +158,12 @@ class Chip:
         for name, b in self.biases.items():
             b.copy_(source.biases[name])
 
-    def shadow(self, dtype: torch.dtype = torch.float64) -> Chip:
+    def shadow(self, dtype: torch.dtype | None = None) -> Chip:
         """The chip's digital shadow: every crossbar an exact :class:`IdealCrossbar` of its exact
         weights in ``dtype``, biases copied. Its reads are exact, so a network unrolled on it is a
-        plain float network that autograd can differentiate (set ``requires_grad`` on its tensors)."""
+        plain float network that autograd can differentiate (set ``requires_grad`` on its tensors).
+        ``dtype`` defaults to float64."""
+        dtype = torch.float64 if dtype is None else dtype
         return self._like({k: IdealCrossbar(xb.weights().to(dtype)) for k, xb in self.crossbars.items()},
                           {k: b.to(dtype, copy=True) for k, b in self.biases.items()}, ideal_factory)
 

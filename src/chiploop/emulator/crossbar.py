@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-import torch
+from chiploop.lazy import torch
 
 
 @runtime_checkable

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from chiploop.lazy import torch
 
 
 @dataclass(eq=False)

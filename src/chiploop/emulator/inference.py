@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator.analog import TileGrid, tile_grid

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-import torch
+from chiploop.lazy import torch
 
 
 class Activation(NamedTuple):
@@ -25,6 +25,19 @@ class Activation(NamedTuple):
 
     f: Callable[[torch.Tensor], torch.Tensor]
     f_prime: Callable[[torch.Tensor], torch.Tensor]
+
+
+# the functions are wrapped (not ``torch.relu`` itself) so that this table does not load torch
+def _relu(a: torch.Tensor) -> torch.Tensor:
+    return torch.relu(a)
+
+
+def _tanh(a: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(a)
+
+
+def _sigmoid(a: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(a)
 
 
 def _relu_grad(a: torch.Tensor) -> torch.Tensor:
@@ -41,9 +54,9 @@ def _sigmoid_grad(a: torch.Tensor) -> torch.Tensor:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(torch.relu, _relu_grad),          # f(a) = max(a, 0),        f' = 1[a > 0]
-    "tanh": Activation(torch.tanh, _tanh_grad),          # f(a) = tanh a,           f' = 1 - tanh² a
-    "sigmoid": Activation(torch.sigmoid, _sigmoid_grad),  # f(a) = 1 / (1 + e^-a),  f' = f (1 - f)
+    "relu": Activation(_relu, _relu_grad),             # f(a) = max(a, 0),        f' = 1[a > 0]
+    "tanh": Activation(_tanh, _tanh_grad),             # f(a) = tanh a,           f' = 1 - tanh² a
+    "sigmoid": Activation(_sigmoid, _sigmoid_grad),  # f(a) = 1 / (1 + e^-a),  f' = f (1 - f)
 }
 
 

@@ -581,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
             text = f"interrupted: {text}"
         print(f"chiploop: {text}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `chiploop rules list | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import LayerSignal, Network, Trace
 from chiploop.learning.backprop import FeedbackRule

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import Network
 from chiploop.learning.loss import Loss
@@ -52,7 +52,7 @@ __all__ = ["curvature_report", "hessian_trace", "hessian_vector_product", "outpu
 class _HVP:
     """Hessian-vector products of ``L`` at fixed parameters, sharing one first-order graph."""
 
-    def __init__(self, network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, dtype: torch.dtype,
+    def __init__(self, network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, dtype: torch.dtype | None,
                  only: Sequence[str] | None = None):
         if len(x) == 0:
             raise ValueError("curvature of an empty batch")
@@ -108,15 +108,17 @@ class _HVP:
 
 
 def hessian_vector_product(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, v: torch.Tensor,
-                           dtype: torch.dtype = torch.float64, only: Sequence[str] | None = None) -> torch.Tensor:
-    """``H v`` for one flat vector ``v`` over ``θ = (W_0, b_0, ...)`` flattened in that order."""
+                           dtype: torch.dtype | None = None, only: Sequence[str] | None = None) -> torch.Tensor:
+    """``H v`` for one flat vector ``v`` over ``θ = (W_0, b_0, ...)`` flattened in that order (float64 unless
+    ``dtype`` says otherwise, as every function here)."""
+    dtype = torch.float64 if dtype is None else dtype
     hvp = _HVP(network, x, y, loss, dtype, only)
     return hvp(v.to(dtype))
 
 
 def top_hessian_eigenvalue(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, iters: int = 100,
                            tol: float = 1e-6, generator: torch.Generator | None = None,
-                           dtype: torch.dtype = torch.float64, only: Sequence[str] | None = None) -> float:
+                           dtype: torch.dtype | None = None, only: Sequence[str] | None = None) -> float:
     """The eigenvalue of ``∇²_θ L`` of largest magnitude (with its sign), by power iteration.
 
     ``v_0 ~ N(0, I)`` from ``generator``, normalised; ``w = H v_k``, Rayleigh quotient
@@ -127,6 +129,7 @@ def top_hessian_eigenvalue(network: Network, x: torch.Tensor, y: torch.Tensor, l
     """
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
+    dtype = torch.float64 if dtype is None else dtype
     hvp = _HVP(network, x, y, loss, dtype, only)
     v = torch.randn(hvp.numel, generator=generator, dtype=dtype)
     v = v / v.norm()
@@ -146,7 +149,7 @@ def top_hessian_eigenvalue(network: Network, x: torch.Tensor, y: torch.Tensor, l
 
 
 def hessian_trace(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, samples: int = 100,
-                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
+                  generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
                   batch: int | None = None, only: Sequence[str] | None = None) -> float:
     """Hutchinson's estimate ``(1/S) Σ_s v_sᵀ H v_s`` of ``tr ∇²_θ L``, ``v_s`` Rademacher from ``generator``.
 
@@ -156,6 +159,7 @@ def hessian_trace(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
+    dtype = torch.float64 if dtype is None else dtype
     hvp = _HVP(network, x, y, loss, dtype, only)
     if batch is None:  # per probe: its parameter-sized vectors and its copy of the batch's activations
         batch = max(1, 2**22 // (hvp.numel + len(x) * _width(network)))
@@ -174,7 +178,7 @@ def _width(network: Network) -> int:
     return shapes[0][1] + sum(out for out, _ in shapes)
 
 
-def output_margin(network: Network, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype = torch.float64) -> dict[str, float]:
+def output_margin(network: Network, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None) -> dict[str, float]:
     """Margins of the shadow's logits ``z`` on labels ``y`` (classification).
 
     ``m_b = z_{b,y_b} − max_{j≠y_b} z_{b,j}``; returns ``margin_min = min_b m_b``,
@@ -182,6 +186,7 @@ def output_margin(network: Network, x: torch.Tensor, y: torch.Tensor, dtype: tor
     """
     if len(x) == 0:
         raise ValueError("margin of an empty batch")
+    dtype = torch.float64 if dtype is None else dtype
     with torch.no_grad():
         params = shadow_parameters(network, dtype)
         z = shadow_output(params, network, x)
@@ -207,7 +212,7 @@ def output_margin(network: Network, x: torch.Tensor, y: torch.Tensor, dtype: tor
 
 def curvature_report(network: Network, x: torch.Tensor, y: torch.Tensor, loss: Loss, generator: torch.Generator,
                      iters: int = 100, samples: int = 1000, tol: float = 1e-6,
-                     dtype: torch.dtype = torch.float64, alone: Sequence[str] = ()) -> dict[str, float]:
+                     dtype: torch.dtype | None = None, alone: Sequence[str] = ()) -> dict[str, float]:
     """What a run records at its end: ``hessian_top_eig``, ``hessian_trace``, the same over each weight
     crossbar in ``alone`` by itself (``hessian_top_eig_W_rec``, ...), and, for cross-entropy,
     ``margin_min``, ``margin_mean``, ``margin_normalised`` (see the module docstring)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator import CrossbarRequest, LayerSignal, Network, Trace, make_crossbar

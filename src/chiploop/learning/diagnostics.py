@@ -23,7 +23,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import Chip, IdealCrossbar, Network
 from chiploop.learning.loss import Loss

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import CrossbarRequest, LayerSignal, Network, Trace
 from chiploop.learning.feedback import feedback_name

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import CrossbarRequest
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import CrossbarRequest, Network
 from chiploop.learning.backprop import FeedbackRule

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import LayerSignal, Network
 from chiploop.learning.loss import Loss

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
+from chiploop.lazy import torch
 
 
 @dataclass(frozen=True)
@@ -31,15 +30,15 @@ class Loss:
     def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         out, target = self._rows(out, target)
         if self.kind == "cross_entropy":
-            return F.cross_entropy(out, target)
-        return F.mse_loss(out, target)
+            return torch.nn.functional.cross_entropy(out, target)
+        return torch.nn.functional.mse_loss(out, target)
 
     def per_sample(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Each sample's loss ``L_b`` (batch,); the loss is their mean."""
         batch = len(out)
         out, target = self._rows(out, target)
         if self.kind == "cross_entropy":
-            rows = F.cross_entropy(out, target, reduction="none")
+            rows = torch.nn.functional.cross_entropy(out, target, reduction="none")
         else:
             rows = ((out - target) ** 2).mean(1)
         return rows.view(batch, -1).mean(1) if len(rows) != batch else rows

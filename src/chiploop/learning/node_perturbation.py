@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import LayerSignal, Network, Trace
 from chiploop.learning.loss import Loss

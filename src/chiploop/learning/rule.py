@@ -25,13 +25,13 @@ import abc
 from dataclasses import dataclass
 from typing import Any, ClassVar, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import CrossbarRequest, LayerSignal, Network, Trace
 from chiploop.learning.loss import Loss
 from chiploop.specs import Spec, SpecError
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs (batch, in), targets)
+Batch = "tuple[torch.Tensor, torch.Tensor]"  # (inputs (batch, in), targets)
 
 
 def own_generator(generator: torch.Generator) -> torch.Generator:

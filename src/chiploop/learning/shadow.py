@@ -15,7 +15,7 @@ backward pass of its own.
 
 from __future__ import annotations
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import IdealCrossbar, Network
 from chiploop.learning.loss import Loss
@@ -31,8 +31,9 @@ def parameter_names(network: Network) -> list[tuple[str, str]]:
     return out
 
 
-def shadow_parameters(network: Network, dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
-    """θ: fresh ``dtype`` copies of the chip's exact weights and biases."""
+def shadow_parameters(network: Network, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+    """θ: fresh ``dtype`` (default float64) copies of the chip's exact weights and biases."""
+    dtype = torch.float64 if dtype is None else dtype
     weights = {name: network.chip.crossbars[name].weights() for name in network.weight_names}
     return [(weights[name] if part == "W" else network.chip.biases[name]).detach().to(dtype).clone()
             for name, part in parameter_names(network)]
@@ -70,7 +71,7 @@ def shadow_loss(params: list[torch.Tensor], network: Network, x: torch.Tensor, y
 
 
 def true_gradient(network: Network, batch: tuple[torch.Tensor, torch.Tensor], loss: Loss,
-                  dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+                  dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """``g = ∂L/∂W`` of every weight crossbar at the chip's exact weights, by autograd on the shadow."""
     params = [p.requires_grad_(True) for p in shadow_parameters(network, dtype)]
     with torch.enable_grad():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import Network
 from chiploop.learning.backprop import FeedbackRule

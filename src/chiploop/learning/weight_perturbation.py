@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator import LayerSignal, Network, Trace
 from chiploop.learning.loss import Loss

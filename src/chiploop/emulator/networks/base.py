@@ -26,16 +26,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator.chip import Chip, CrossbarFactory
 from chiploop.specs import Spec, SpecError, from_mapping
 
 # perturb(name, t, x̂) -> a term added to crossbar ``name``'s read at time step ``t`` (x̂ is what it
 # was driven with, (batch, in)), or None
-Perturbation = Callable[[str, int, torch.Tensor], "torch.Tensor | None"]
+Perturbation = "Callable[[str, int, torch.Tensor], torch.Tensor | None]"
 # read(name, δ) -> the error sent back through weight crossbar ``name``: W^T δ on the chip, or B^T δ, ...
-TransposedRead = Callable[[str, torch.Tensor], torch.Tensor]
+TransposedRead = "Callable[[str, torch.Tensor], torch.Tensor]"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, final
 
-import torch
+from chiploop.lazy import torch
 
 from chiploop.emulator.chip import Chip, CrossbarFactory
 from chiploop.emulator.networks.base import Network, NetworkSpec, Perturbation, Trace, TransposedRead, register
