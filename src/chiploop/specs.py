@@ -344,6 +344,31 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
+def identity(obj: Any) -> Any:
+    """What sets a spec apart from its class's defaults, as plain data: the fields whose value differs
+    from the field's default (a nested spec by its class name and its own identity). A run's id hashes
+    this, so adding a field with a default (a new option) leaves every existing id, ledger and run
+    directory valid; changing a default does change the ids of specs that relied on it."""
+    if not dataclasses.is_dataclass(obj):
+        return to_plain(obj)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if default is not dataclasses.MISSING and type(value) is type(default) and value == default:
+            continue
+        if dataclasses.is_dataclass(value):
+            out[f.name] = {"class": type(value).__name__, **identity(value)}
+        else:
+            out[f.name] = to_plain(value)
+    return out
+
+
 def set_dotted(data: dict, dotted_key: str, value: Any) -> dict:
     """Return a copy of nested ``data`` with ``a.b.c`` set to ``value``."""
     out = dict(data)

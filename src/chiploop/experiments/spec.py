@@ -17,7 +17,8 @@ from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.learning.diagnostics import DiagnosticsSpec
 from chiploop.learning import RULES, make_rule
 from chiploop.learning.injected import InjectedSpec
-from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, parse_override, set_dotted, spec_field, to_plain
+from chiploop.specs import (Spec, SpecError, from_mapping, identity, load_yaml, parse_override, set_dotted, spec_field,
+                            to_plain)
 
 
 @dataclass(frozen=True)
@@ -227,8 +228,9 @@ class ExperimentSpec(Spec):
         return to_plain(self)
 
     def spec_hash(self) -> str:
-        """A stable hash of the fully resolved spec (a run's identity)."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """A run's identity: a hash of what the resolved spec sets apart from the defaults
+        (:func:`chiploop.specs.identity`), so a field added later with a default keeps every id."""
+        text = json.dumps(identity(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
