@@ -1,5 +1,6 @@
-"""Data sets, made on the machine with no downloads: sklearn's digits, teacher-student data, and
-sequence tasks for recurrent networks (inputs (samples, time, features))."""
+"""Data sets, made on the machine with no downloads: sklearn's digits, teacher-student data,
+sequence tasks for recurrent networks (inputs (samples, time, features)), and your own data from
+files or Python arrays (:func:`data_task`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from chiploop.emulator.networks import init_weights
 from chiploop.experiments.spec import TaskSpec
 from chiploop.learning.loss import Loss
+from chiploop.specs import SpecError
 
 
 @dataclass(frozen=True)
@@ -161,8 +163,61 @@ def pattern_generation(spec: TaskSpec) -> Task:
     return _split(x.numpy(), y.numpy(), spec, stratify=False, loss=Loss("mse"))
 
 
+def data_task(spec: TaskSpec) -> Task:
+    """A ``file``, ``idx`` or ``arrays`` task: the checked arrays (:mod:`chiploop.experiments.data`),
+    the test and validation splits as given or held out with ``spec.seed`` (``ceil(fraction n)``
+    samples, stratified for classification, the split of ``digits``), then ``spec.scale`` fitted on
+    the training split alone and applied to all three. Each split is indexed out of the data once."""
+    from sklearn.model_selection import train_test_split
+
+    from chiploop.experiments.data.load import load
+
+    data = load(spec)
+    classify = spec.kind == "classification"
+
+    def hold_out(x, y, fraction):  # (rest, held out), by index: one copy of each part
+        try:
+            rest, out = train_test_split(np.arange(len(x)), test_size=fraction, random_state=spec.seed,
+                                         stratify=y if classify else None)
+        except ValueError as err:
+            raise SpecError("test_fraction" if fraction == spec.test_fraction else "val_fraction", fraction,
+                            f"a share that leaves every class in both parts ({err})") from None
+        return (x[rest], y[rest]), (x[out], y[out])
+
+    train, test = (data.x, data.y), data.test
+    if test is None:
+        train, test = hold_out(*train, spec.test_fraction)
+    val = data.val
+    if val is None:
+        if spec.val_fraction > 0:
+            train, val = hold_out(*train, spec.val_fraction)
+        else:
+            val = (train[0][:0], train[1][:0])
+    parts = [train, val, test]
+    if spec.scale != "none":
+        parts = [(scale_fitted(train[0], spec.scale)(x), y) for x, y in parts]
+    target = torch.long if classify else torch.float32
+    tensors = [t for x, y in parts for t in (torch.as_tensor(x), torch.as_tensor(y, dtype=target))]
+    return Task(*tensors, Loss("cross_entropy" if classify else "mse"))
+
+
+def scale_fitted(x_train: np.ndarray, how: str):
+    """``x -> (x - mean) / std`` (``standard``) or ``x -> (x - min) / (max - min)`` (``minmax``), per
+    feature (over samples and time steps), fitted on ``x_train``; a constant feature is only shifted."""
+    axes = tuple(range(x_train.ndim - 1))
+    if how == "standard":
+        shift, span = x_train.mean(axes, dtype=np.float64), x_train.std(axes, dtype=np.float64)
+    else:
+        shift = x_train.min(axes).astype(np.float64)
+        span = x_train.max(axes).astype(np.float64) - shift
+    span = np.where(span > 0, span, 1.0)
+    shift, span = shift.astype(np.float32), span.astype(np.float32)
+    return lambda x: (x - shift) / span
+
+
 TASKS = {"digits": digits, "teacher_student": teacher_student, "seq_digits": seq_digits, "mnist1d": mnist1d,
-         "delayed_xor": delayed_xor, "pattern_generation": pattern_generation}
+         "delayed_xor": delayed_xor, "pattern_generation": pattern_generation, "file": data_task, "idx": data_task,
+         "arrays": data_task}
 
 
 def make_task(spec: TaskSpec) -> Task:
