@@ -205,3 +205,54 @@ def test_a_changed_file_is_read_again(tmp_path):
     assert load(spec).x.shape == (40, 3)
     np.savez(tmp_path / "d.npz", x=np.ones((50, 5)), y=np.arange(50) % 2)
     assert load(spec).x.shape == (50, 5)
+
+
+def test_the_readme_examples_of_every_format_load_as_written(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from chiploop.experiments.data.idx import write_idx
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Your own data", 1)[1].split("\n## ", 1)[0]
+    yaml_block, python_block = (re.search(rf"```{kind}\n(.*?)```", section, flags=re.S).group(1)
+                                for kind in ("yaml", "python"))
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200, 784)).astype(np.float32), np.arange(200) % 10
+    np.savez("data.npz", X=x, y=y)
+    frame = pd.DataFrame({**{f"px{i}": x[:, i] for i in range(784)}, "label": y})
+    frame.to_csv("data.csv", index=False)
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": x[:, 3]}).to_parquet("data.parquet")
+    for name, array in (("train-images-idx3-ubyte", rng.integers(0, 256, (200, 28, 28))), ("train-labels-idx1-ubyte", y),
+                        ("t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28))),
+                        ("t10k-labels-idx1-ubyte.gz", y[:20])):
+        write_idx(name, array.astype(np.uint8))
+    np.savez("seq.npz", x=x.reshape(200, 28, 28), y=y)
+    np.savez("seq_test.npz", x=x[:20].reshape(20, 28, 28), y=y[:20])
+    entries = re.split(r"\n(?=task:)", yaml_block.strip())
+    assert len(entries) == 6
+    for entry in entries:
+        spec = TaskSpec.from_value(yaml.safe_load(entry)["task"])
+        task = make_task(spec)
+        assert len(task.x_train) and len(task.x_test), entry
+        width = 3 if spec.path.endswith(".parquet") else 28 if spec.sequential else 784
+        assert task.x_train.shape[-1] == width and (task.x_train.ndim == 3) == spec.sequential, entry
+    namespace = {"cl": cl, "x": x, "y": y, "x_test": x[:20], "y_test": y[:20]}
+    exec(compile(python_block, "README.md", "exec"), namespace)  # our own README, not user input
+    assert namespace["result"].status == "ok" and namespace["task"].x_test.shape == (20, 784)
+
+
+def test_a_task_with_given_splits_trains_on_the_loaded_arrays_without_a_copy(files):
+    root, _ = files
+    spec = TaskSpec.from_value(_file_spec(root, {"name": "idx", "train_images": "train-images",
+                                                 "train_labels": "train-labels", "test_images": "test-images.gz",
+                                                 "test_labels": "test-labels.gz", "val_fraction": 0}))
+    task, data = make_task(spec), load(spec)
+    assert np.shares_memory(task.x_train.numpy(), data.x) and np.shares_memory(task.x_test.numpy(), data.test[0])
+    batches = list(task.batches(32, seed=0))
+    assert sum(len(x) for x, _ in batches) == len(task.x_train) and max(len(x) for x, _ in batches) == 32
+    assert not any(np.shares_memory(x.numpy(), data.x) for x, _ in batches)  # each batch its own 32 rows

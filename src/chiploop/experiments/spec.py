@@ -98,7 +98,8 @@ class TaskSpec(Spec):
                                     "and arrays tasks)")
         if self.is_data:
             from chiploop.experiments.data.load import load
-            load(self)  # read and checked now: a bad file is a spec error, before anything is trained
+            from chiploop.experiments.data.splits import split_indices
+            split_indices(load(self), self)  # read, checked and split now: bad data is a spec error
 
     @classmethod
     def from_value(cls, value: Any, name: str = "task") -> TaskSpec:
@@ -138,18 +139,12 @@ class TaskSpec(Spec):
 
     @property
     def train_samples(self) -> int | None:
-        """Samples in the training split of a data task (sklearn's split sizes: ``ceil(fraction n)``
-        held out), None for the others."""
+        """Samples in the training split of a data task, None for the others."""
         if not self.is_data:
             return None
         from chiploop.experiments.data.load import load
-        data = load(self)
-        n = len(data.x)
-        if data.test is None:
-            n -= math.ceil(self.test_fraction * n)
-        if data.val is None and self.val_fraction > 0:
-            n -= math.ceil(self.val_fraction * n)
-        return n
+        from chiploop.experiments.data.splits import split_indices
+        return len(split_indices(load(self), self)[0])
 
     def describe(self) -> str:
         """The task in an error message: its name, and its file for a file task."""

@@ -167,32 +167,19 @@ def data_task(spec: TaskSpec) -> Task:
     """A ``file``, ``idx`` or ``arrays`` task: the checked arrays (:mod:`chiploop.experiments.data`),
     the test and validation splits as given or held out with ``spec.seed`` (``ceil(fraction n)``
     samples, stratified for classification, the split of ``digits``), then ``spec.scale`` fitted on
-    the training split alone and applied to all three. Each split is indexed out of the data once."""
-    from sklearn.model_selection import train_test_split
-
+    the training split alone and applied to all three. Each split is indexed out of the data once
+    (not at all when nothing is held out); an epoch then indexes each batch out of the training split
+    (:meth:`Task.batches`), never copying the whole of it."""
     from chiploop.experiments.data.load import load
+    from chiploop.experiments.data.splits import split_indices
 
     data = load(spec)
     classify = spec.kind == "classification"
-
-    def hold_out(x, y, fraction):  # (rest, held out), by index: one copy of each part
-        try:
-            rest, out = train_test_split(np.arange(len(x)), test_size=fraction, random_state=spec.seed,
-                                         stratify=y if classify else None)
-        except ValueError as err:
-            raise SpecError("test_fraction" if fraction == spec.test_fraction else "val_fraction", fraction,
-                            f"a share that leaves every class in both parts ({err})") from None
-        return (x[rest], y[rest]), (x[out], y[out])
-
-    train, test = (data.x, data.y), data.test
-    if test is None:
-        train, test = hold_out(*train, spec.test_fraction)
-    val = data.val
-    if val is None:
-        if spec.val_fraction > 0:
-            train, val = hold_out(*train, spec.val_fraction)
-        else:
-            val = (train[0][:0], train[1][:0])
+    train_idx, val_idx, test_idx = split_indices(data, spec)
+    whole = len(train_idx) == len(data.x)  # nothing held out: train on the loaded arrays, no copy
+    train = (data.x, data.y) if whole else (data.x[train_idx], data.y[train_idx])
+    val = data.val if val_idx is None else (data.x[val_idx], data.y[val_idx])
+    test = data.test if test_idx is None else (data.x[test_idx], data.y[test_idx])
     parts = [train, val, test]
     if spec.scale != "none":
         parts = [(scale_fitted(train[0], spec.scale)(x), y) for x, y in parts]
