@@ -10,7 +10,6 @@ import gzip
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from data_files import arrays, images, table
 from processes import Forked

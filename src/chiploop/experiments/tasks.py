@@ -15,7 +15,6 @@ import torch
 from chiploop.emulator.networks import init_weights
 from chiploop.experiments.spec import TaskSpec
 from chiploop.learning.loss import Loss
-from chiploop.specs import SpecError
 
 
 @dataclass(frozen=True)

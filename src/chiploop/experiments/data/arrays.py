@@ -43,7 +43,8 @@ def check_inputs(x: np.ndarray, field: str, where: str, time_steps: int = 0) -> 
                         f"got shape {x.shape}")
     if time_steps:
         if x.ndim == 3 and x.shape[1] != time_steps:
-            raise SpecError("time_steps", time_steps, f"{x.shape[1]}, the time steps of the 3-D inputs of {where}, or 0")
+            raise SpecError("time_steps", time_steps,
+                            f"{x.shape[1]}, the time steps of the 3-D inputs of {where}, or 0")
         if x.ndim == 2:
             if x.shape[1] % time_steps:
                 raise SpecError("time_steps", time_steps, f"a divisor of the {x.shape[1]} features of {where}")

@@ -62,9 +62,9 @@ def _load(key: tuple, stats: tuple) -> Data:
         sets = {"path": _read_idx(spec, "train"), "val": None, "test": _read_idx(spec, "test")}
     else:
         arrays = lookup(spec.data)
-        sets = {"path": (arrays["x"], arrays["y"], "data", "the arrays"),
-                "val": (arrays["x_val"], arrays["y_val"], "data", "the validation arrays") if "x_val" in arrays else None,
-                "test": (arrays["x_test"], arrays["y_test"], "data", "the test arrays") if "x_test" in arrays else None}
+        given = {part: (arrays[f"x_{part}"], arrays[f"y_{part}"], "data", f"the {name} arrays")
+                 if f"x_{part}" in arrays else None for part, name in (("val", "validation"), ("test", "test"))}
+        sets = {"path": (arrays["x"], arrays["y"], "data", "the arrays"), **given}
     x, y, field, where = sets["path"]
     x = check_inputs(x, field, where, spec.time_steps)
     classes = 0
