@@ -90,6 +90,8 @@ CASES = [
      "good.npz'; allowed: class labels 0..1 (it holds 2)"),
     ("negative label", BASE + "task: {name: file, path: neg.npz}\n", "class labels 0..classes-1 (it holds -1)"),
     ("fractional labels", BASE + "task: {name: file, path: half.npz}\n", "integer class labels (it holds "),
+    ("classes for regression", BASE + "task: {name: file, path: good.npz, kind: regression, classes: 3}\n",
+     "field 'task.classes': got 3; allowed: 0 for kind: regression"),
     ("one class", BASE + "task: {name: file, path: one_class.npz}\n", "at least 2 classes"),
     ("targets and inputs differ in length", BASE + "task: {name: file, path: short_y.npz}\n",
      "short_y.npz'; allowed: one target per input sample (60 inputs"),

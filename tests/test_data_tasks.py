@@ -173,7 +173,9 @@ def test_a_python_run_records_the_digest_of_its_arrays(files):
     again = cl.spec({"task": {"x": x, "y": y}, "model": {"sizes": [8, 4, 3]}, "epochs": 1})
     changed = cl.spec({"task": (x + 1, y), "model": {"sizes": [8, 4, 3]}, "epochs": 1})
     assert spec.task.name == "arrays" and spec.task.data.startswith("sha256:")
-    assert spec.spec_hash() == again.spec_hash() != changed.spec_hash()
+    dataset = torch.utils.data.TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    from_dataset = cl.spec({"task": dataset, "model": {"sizes": [8, 4, 3]}, "epochs": 1})
+    assert spec.spec_hash() == again.spec_hash() == from_dataset.spec_hash() != changed.spec_hash()
     with pytest.raises(SpecError, match="field 'task.data'.*in this Python process"):
         TaskSpec.from_value({"name": "arrays", "data": "sha256:0000000000000000"})
 

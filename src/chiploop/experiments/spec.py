@@ -96,6 +96,8 @@ class TaskSpec(Spec):
                 if getattr(self, f) != off:
                     raise SpecError(f, getattr(self, f), f"{off!r} for task {self.name} (the field is for file, idx "
                                     "and arrays tasks)")
+        if self.kind == "regression" and self.classes:
+            raise SpecError("classes", self.classes, "0 for kind: regression (classes are for classification)")
         if self.is_data:
             from chiploop.experiments.data.load import load
             from chiploop.experiments.data.splits import split_indices
