@@ -126,8 +126,10 @@ for line in sys.stdin:
 class Forked:
     """`chiploop` commands in forked children of one pre-imported interpreter (see ``_ZYGOTE``)."""
 
-    def __init__(self, env: dict | None = None):
-        self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE,
+    def __init__(self, env: dict | None = None, preload: tuple[str, ...] = ()):
+        """``preload``: more modules the interpreter imports before it forks (e.g. pandas)."""
+        code = "".join(f"import {name}\n" for name in preload) + _ZYGOTE
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
 
     def run(self, argv: list[str], cwd: Path, outputs: Path) -> subprocess.CompletedProcess:

@@ -26,7 +26,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import Dataset, TensorDataset
 
 from chiploop.devices.spec import DeviceSpec, load_device
 from chiploop.emulator import Network, chip_factory
@@ -74,9 +76,76 @@ def rule(name: str, **options: Any) -> LearningRule:
     return make_rule(name, options)
 
 
-def task(name: str = "digits", **options: Any) -> Task:
-    """A data set's train/validation/test splits and its loss (:mod:`chiploop.experiments.tasks`)."""
-    return make_task(TaskSpec.from_value({"name": name, **options}))
+def task(data: Any = "digits", y: Any = None, **options: Any) -> Task:
+    """A data set's train/validation/test splits and its loss (:mod:`chiploop.experiments.tasks`):
+    a task by name (``task("digits")``, ``task("file", path="data.npz")``) or your own data, as the
+    same checked ``arrays`` task a file gives: ``task(x, y)``, ``task((x, y))``, a
+    ``torch.utils.data.Dataset`` of ``(x, y)`` pairs, with NumPy arrays or torch tensors and the data
+    tasks' options (``kind``, ``classes``, ``scale``, ``time_steps``, ``seed``, ``val_fraction``,
+    ``test_fraction``, and ``val=(x, y)`` / ``test=(x, y)`` for given splits)."""
+    if isinstance(data, str) and y is None:
+        return make_task(TaskSpec.from_value({"name": data, **options}))
+    return make_task(TaskSpec.from_value(task_value(data if y is None else (data, y), **options)))
+
+
+def task_value(data: Any, **options: Any) -> dict:
+    """The spec mapping of Python data (see :func:`task`): the arrays registered in this process
+    under their digest (:mod:`chiploop.experiments.data.memory`), ``{"name": "arrays", "data": KEY, ...}``."""
+    from chiploop.experiments.data.memory import register
+
+    arrays = dict(zip(("x", "y"), _pair(data, "task")))
+    for part in ("val", "test"):
+        if options.get(part) is not None:
+            arrays[f"x_{part}"], arrays[f"y_{part}"] = _pair(options.pop(part), f"task.{part}")
+    return {"name": "arrays", "data": register(arrays), **options}
+
+
+def _pair(data: Any, field: str) -> tuple[Any, Any]:
+    """``(x, y)`` as NumPy arrays from a pair of arrays/tensors or a map-style torch Dataset."""
+    from chiploop.specs import SpecError
+
+    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        data = tuple(data.tensors)
+    elif isinstance(data, Dataset):
+        try:
+            items = [data[i] for i in range(len(data))]
+        except TypeError as err:
+            raise SpecError(field, type(data).__name__, f"a map-style Dataset with len() and [i] ({err})") from None
+        if not items or not all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items[:1]):
+            raise SpecError(field, type(data).__name__, "a Dataset whose items are (x, y) pairs")
+        data = (torch.stack([torch.as_tensor(it[0]) for it in items]),
+                torch.stack([torch.as_tensor(it[1]) for it in items]))
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise SpecError(field, type(data).__name__, "(x, y): inputs and targets as arrays or tensors, or a "
+                        "torch Dataset of (x, y) pairs")
+    out = []
+    for part, a in zip("xy", data):
+        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise SpecError(f"{field}.{part}", a.dtype.str, "numeric arrays (bool, int or float)")
+        out.append(a)
+    return out[0], out[1]
+
+
+def _with_data(experiment: Any) -> Any:
+    """An experiment mapping whose ``task`` is Python data (arrays, tensors, a Dataset, or a mapping
+    with ``data`` or ``x``/``y`` holding them) with that task registered (:func:`task_value`)."""
+    if not isinstance(experiment, Mapping) or "task" not in experiment:
+        return experiment
+    value = experiment["task"]
+    if isinstance(value, str):
+        return experiment
+    if not isinstance(value, Mapping):
+        return {**experiment, "task": task_value(value)}
+    if "data" in value and not isinstance(value["data"], str):
+        data = value["data"]
+    elif "x" in value and not isinstance(value["x"], str):
+        data = (value["x"], value.get("y"))
+    else:
+        return experiment  # a task by name, or arrays already registered
+    options = {k: v for k, v in value.items() if k not in ("data", "x", "y", "name")}
+    value = task_value(data, **options)
+    return {**experiment, "task": value}
 
 
 def learner(network: Network, rule: LearningRule, loss: Loss, seed: int = 0) -> Learner:
@@ -87,13 +156,15 @@ def learner(network: Network, rule: LearningRule, loss: Loss, seed: int = 0) -> 
 
 def spec(experiment: Mapping[str, Any] | str | Path | ExperimentSpec, **overrides: Any) -> ExperimentSpec:
     """A validated experiment spec from a dict, a YAML file or a spec, with fields overridden by
-    keyword (dotted keys as ``device__dw_min=0.002``: ``__`` for ``.``)."""
+    keyword (dotted keys as ``device__dw_min=0.002``: ``__`` for ``.``). In a dict, ``task`` may be
+    your own data in place of a task name: ``(x, y)``, a torch Dataset, or ``{"data": (x, y),
+    "scale": "standard", "test": (x_test, y_test)}`` (see :func:`task`)."""
     sets = [f"{k.replace('__', '.')}={_yaml(v)}" for k, v in overrides.items()]
     if isinstance(experiment, ExperimentSpec):
         return experiment_from_data(experiment.to_dict(), sets)
     if isinstance(experiment, (str, Path)):
         return load_experiment(experiment, sets)
-    return experiment_from_data(experiment, sets)
+    return experiment_from_data(_with_data(experiment), sets)
 
 
 def train(experiment: Mapping[str, Any] | str | Path | ExperimentSpec, out: str | Path | None = None,

@@ -27,10 +27,18 @@ class TaskSpec(Spec):
     ``teacher_student``: inputs uniform in [0, 1]^d labelled by a random teacher MLP. Sequences (for
     recurrent networks, (samples, time, features)): ``seq_digits`` (the digits read row by row),
     ``mnist1d`` (Greydanus 2020, generated from its templates), ``delayed_xor`` (two cues ``delay``
-    steps apart), ``pattern_generation`` (a sum of sinusoids from frozen random spikes)."""
+    steps apart), ``pattern_generation`` (a sum of sinusoids from frozen random spikes).
 
-    name: Literal["digits", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation"] = \
-        spec_field("digits", doc="data set")
+    Your own data (:mod:`chiploop.experiments.data`): ``file`` (``path`` a ``.npz`` with arrays
+    ``x`` and ``y`` by key, or a ``.csv``/``.parquet`` with input columns by prefix ``x`` or by name
+    ``x_columns`` and the target column ``y``), ``idx`` (MNIST-format IDX files, plain or gzip,
+    uint8 pixels / 255), ``arrays`` (arrays given to :mod:`chiploop.api` from Python). Their splits
+    are the files (or arrays) given as ``val``/``test``, else drawn from the data with ``seed``
+    (stratified for classification); ``scale`` is fitted on the training split only. A 3-D input
+    array or ``time_steps`` makes sequences for recurrent networks."""
+
+    name: Literal["digits", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation",
+                  "file", "idx", "arrays"] = spec_field("digits", doc="data set")
     seed: int = spec_field(0, doc="seed of the data split and the teacher (fixed across run seeds)", low=0)
     val_fraction: float = spec_field(0.15, doc="share of the non-test data held out for validation",
                                      low=0.0, high=0.9)
@@ -39,13 +47,31 @@ class TaskSpec(Spec):
     teacher_sizes: tuple[int, ...] = spec_field((20, 32, 5), doc="teacher MLP widths, input first")
     n_samples: int = spec_field(2000, doc="teacher-student sample count", low=10)
     kind: Literal["classification", "regression"] = spec_field(
-        "classification", doc="teacher-student target: argmax class or the teacher's output")
+        "classification", doc="teacher-student and data tasks: class labels (cross-entropy) or real targets (MSE)")
     label_noise: float = spec_field(0.0, doc="share of labels redrawn at random (classification) or std of "
                                     "added Gaussian noise (regression)", low=0.0, high=10.0)
     delay: int = spec_field(5, doc="delayed_xor: steps between the two cues", unit="steps", low=0, high=1000)
     steps: int = spec_field(50, doc="pattern_generation: sequence length", unit="steps", low=2, high=100000)
     channels: int = spec_field(20, doc="pattern_generation: input spike channels", low=1)
     outputs: int = spec_field(2, doc="pattern_generation: target signals", low=1)
+    path: str = spec_field("", doc="file: the data file, .npz, .csv or .parquet (relative to the working directory)")
+    x: str = spec_field("x", doc="file: the inputs' array key (.npz) or the prefix of the input columns (tables)")
+    x_columns: tuple[str, ...] = spec_field((), doc="file: input columns by name (tables; instead of the prefix x)")
+    y: str = spec_field("y", doc="file: the targets' array key (.npz) or column (tables)")
+    val: str = spec_field("", doc="file: a file like path (same keys or columns) used as the validation split")
+    test: str = spec_field("", doc="file: a file like path (same keys or columns) used as the test split")
+    train_images: str = spec_field("", doc="idx: training images (IDX, plain or .gz)")
+    train_labels: str = spec_field("", doc="idx: training labels (IDX, plain or .gz)")
+    test_images: str = spec_field("", doc="idx: test images (IDX, plain or .gz)")
+    test_labels: str = spec_field("", doc="idx: test labels (IDX, plain or .gz)")
+    data: str = spec_field("", doc="arrays: the digest under which chiploop.api registered Python arrays")
+    classes: int = spec_field(0, doc="data tasks: number of classes, labels 0..classes-1 (0: the largest label + 1)",
+                              low=0)
+    scale: Literal["none", "standard", "minmax"] = spec_field(
+        "none", doc="data tasks: inputs standardised ((x - mean) / std) or min-max scaled to [0, 1] per feature, "
+        "fitted on the training split")
+    time_steps: int = spec_field(0, doc="data tasks: read each sample's features as this many time steps "
+                                 "(samples, time, features/time) for recurrent networks; 0 = as stored", low=0)
 
     def check(self) -> None:
         if len(self.teacher_sizes) < 2 or min(self.teacher_sizes) < 1:
@@ -54,6 +80,29 @@ class TaskSpec(Spec):
             raise SpecError("teacher_sizes", list(self.teacher_sizes), "at least 2 outputs (classes)")
         if self.kind == "classification" and self.label_noise > 1:
             raise SpecError("label_noise", self.label_noise, "0 <= value <= 1 for classification")
+        for name, fields in DATA_FIELDS.items():
+            for f in fields:
+                if getattr(self, f) and self.name != name:
+                    raise SpecError(f, getattr(self, f), f"only with name: {name} (this task is {self.name})")
+        if self.name == "file" and not self.path:
+            raise SpecError("path", self.path, "the data file (.npz, .csv or .parquet) of task file")
+        if self.name == "idx":
+            for f in DATA_FIELDS["idx"]:
+                if not getattr(self, f):
+                    raise SpecError(f, getattr(self, f), "an IDX file (MNIST format, plain or .gz) of task idx")
+        if self.name == "arrays" and not self.data:
+            raise SpecError("data", self.data, "the key chiploop.api registered Python arrays under")
+        if not self.is_data:
+            for f, off in (("classes", 0), ("scale", "none"), ("time_steps", 0)):
+                if getattr(self, f) != off:
+                    raise SpecError(f, getattr(self, f), f"{off!r} for task {self.name} (the field is for file, idx "
+                                    "and arrays tasks)")
+        if self.kind == "regression" and self.classes:
+            raise SpecError("classes", self.classes, "0 for kind: regression (classes are for classification)")
+        if self.is_data:
+            from chiploop.experiments.data.load import load
+            from chiploop.experiments.data.splits import split_indices
+            split_indices(load(self), self)  # read, checked and split now: bad data is a spec error
 
     @classmethod
     def from_value(cls, value: Any, name: str = "task") -> TaskSpec:
@@ -66,8 +115,16 @@ class TaskSpec(Spec):
         return from_mapping(cls, value, prefix=name + ".")
 
     @property
+    def is_data(self) -> bool:
+        """Whether the data come from files or Python arrays (``file``, ``idx``, ``arrays``)."""
+        return self.name in ("file", "idx", "arrays")
+
+    @property
     def sequential(self) -> bool:
         """Whether samples are sequences (samples, time, features), for recurrent networks."""
+        if self.is_data:
+            from chiploop.experiments.data.load import load
+            return load(self).sequential
         return self.name in ("seq_digits", "mnist1d", "delayed_xor", "pattern_generation")
 
     @property
@@ -76,9 +133,31 @@ class TaskSpec(Spec):
         fixed = {"digits": (64, 10), "seq_digits": (8, 10), "mnist1d": (1, 10), "delayed_xor": (2, 2)}
         if self.name in fixed:
             return fixed[self.name]
+        if self.is_data:
+            from chiploop.experiments.data.load import load
+            return load(self).dims
         if self.name == "pattern_generation":
             return self.channels, self.outputs
         return self.teacher_sizes[0], self.teacher_sizes[-1]
+
+    @property
+    def train_samples(self) -> int | None:
+        """Samples in the training split of a data task, None for the others."""
+        if not self.is_data:
+            return None
+        from chiploop.experiments.data.load import load
+        from chiploop.experiments.data.splits import split_indices
+        return len(split_indices(load(self), self)[0])
+
+    def describe(self) -> str:
+        """The task in an error message: its name, and its file for a file task."""
+        where = {"file": self.path, "idx": self.train_images, "arrays": self.data}.get(self.name)
+        return f"{self.name} ({where})" if where else self.name
+
+
+# the fields only a data task reads, by task name
+DATA_FIELDS = {"file": ("path", "x_columns", "val", "test"),
+               "idx": ("train_images", "train_labels", "test_images", "test_labels"), "arrays": ("data",)}
 
 
 ModelSpec = MLPSpec  # the default network's spec
@@ -89,13 +168,13 @@ def check_model_fits_task(model: NetworkSpec, task: TaskSpec) -> None:
     that reads sequences."""
     if task.sequential != model.sequential:
         kinds = "a recurrent network (kind: rnn)" if task.sequential else "a feedforward network (kind: mlp)"
-        raise SpecError("model.kind", model.kind, f"{kinds} for task {task.name}")
+        raise SpecError("model.kind", model.kind, f"{kinds} for task {task.describe()}")
     n_in, n_out = task.dims
     if model.dims != (n_in, n_out):
         if hasattr(model, "sizes"):
             raise SpecError("model.sizes", list(model.sizes),
-                            f"widths starting with {n_in} and ending with {n_out} for task {task.name}")
-        raise SpecError("model", list(model.dims), f"{n_in} inputs and {n_out} outputs for task {task.name}")
+                            f"widths starting with {n_in} and ending with {n_out} for task {task.describe()}")
+        raise SpecError("model", list(model.dims), f"{n_in} inputs and {n_out} outputs for task {task.describe()}")
 
 
 @dataclass(frozen=True)
@@ -205,6 +284,9 @@ class ExperimentSpec(Spec):
 
     def check(self) -> None:
         check_model_fits_task(self.model, self.task)
+        if self.task.is_data and self.task.train_samples < self.batch_size:
+            raise SpecError("batch_size", self.batch_size, f"at most the {self.task.train_samples} training samples "
+                            f"of task {self.task.describe()}")
         kinds = getattr(RULES.get(self.rule.name), "networks", None)  # refused here, before anything is built
         if isinstance(kinds, tuple) and self.model.kind not in kinds:
             raise SpecError("rule.name", self.rule.name, f"a rule that trains {self.model.kind} networks (this one "

@@ -1,5 +1,6 @@
-"""Data sets, made on the machine with no downloads: sklearn's digits, teacher-student data, and
-sequence tasks for recurrent networks (inputs (samples, time, features))."""
+"""Data sets, made on the machine with no downloads: sklearn's digits, teacher-student data,
+sequence tasks for recurrent networks (inputs (samples, time, features)), and your own data from
+files or Python arrays (:func:`data_task`)."""
 
 from __future__ import annotations
 
@@ -161,8 +162,48 @@ def pattern_generation(spec: TaskSpec) -> Task:
     return _split(x.numpy(), y.numpy(), spec, stratify=False, loss=Loss("mse"))
 
 
+def data_task(spec: TaskSpec) -> Task:
+    """A ``file``, ``idx`` or ``arrays`` task: the checked arrays (:mod:`chiploop.experiments.data`),
+    the test and validation splits as given or held out with ``spec.seed`` (``ceil(fraction n)``
+    samples, stratified for classification, the split of ``digits``), then ``spec.scale`` fitted on
+    the training split alone and applied to all three. Each split is indexed out of the data once
+    (not at all when nothing is held out); an epoch then indexes each batch out of the training split
+    (:meth:`Task.batches`), never copying the whole of it."""
+    from chiploop.experiments.data.load import load
+    from chiploop.experiments.data.splits import split_indices
+
+    data = load(spec)
+    classify = spec.kind == "classification"
+    train_idx, val_idx, test_idx = split_indices(data, spec)
+    whole = len(train_idx) == len(data.x)  # nothing held out: train on the loaded arrays, no copy
+    train = (data.x, data.y) if whole else (data.x[train_idx], data.y[train_idx])
+    val = data.val if val_idx is None else (data.x[val_idx], data.y[val_idx])
+    test = data.test if test_idx is None else (data.x[test_idx], data.y[test_idx])
+    parts = [train, val, test]
+    if spec.scale != "none":
+        parts = [(scale_fitted(train[0], spec.scale)(x), y) for x, y in parts]
+    target = torch.long if classify else torch.float32
+    tensors = [t for x, y in parts for t in (torch.as_tensor(x), torch.as_tensor(y, dtype=target))]
+    return Task(*tensors, Loss("cross_entropy" if classify else "mse"))
+
+
+def scale_fitted(x_train: np.ndarray, how: str):
+    """``x -> (x - mean) / std`` (``standard``) or ``x -> (x - min) / (max - min)`` (``minmax``), per
+    feature (over samples and time steps), fitted on ``x_train``; a constant feature is only shifted."""
+    axes = tuple(range(x_train.ndim - 1))
+    if how == "standard":
+        shift, span = x_train.mean(axes, dtype=np.float64), x_train.std(axes, dtype=np.float64)
+    else:
+        shift = x_train.min(axes).astype(np.float64)
+        span = x_train.max(axes).astype(np.float64) - shift
+    span = np.where(span > 0, span, 1.0)
+    shift, span = shift.astype(np.float32), span.astype(np.float32)
+    return lambda x: (x - shift) / span
+
+
 TASKS = {"digits": digits, "teacher_student": teacher_student, "seq_digits": seq_digits, "mnist1d": mnist1d,
-         "delayed_xor": delayed_xor, "pattern_generation": pattern_generation}
+         "delayed_xor": delayed_xor, "pattern_generation": pattern_generation, "file": data_task, "idx": data_task,
+         "arrays": data_task}
 
 
 def make_task(spec: TaskSpec) -> Task:
