@@ -95,8 +95,8 @@ class DaskExecutor:
 
     def __exit__(self, exc_type: object = None, *exc: object) -> None:
         interrupted = isinstance(exc_type, type) and issubclass(exc_type, KeyboardInterrupt)
-        logger = logging.getLogger("distributed")
-        level = logger.level
+        loggers = [logging.getLogger(name) for name in ("distributed", "tornado.application")]
+        levels = [logger.level for logger in loggers]
         if interrupted:
             self._silence()
         try:
@@ -106,15 +106,23 @@ class DaskExecutor:
                     self.pending.clear()
                 self.client.close()
             if self.cluster is not None:
-                self.cluster.close()
+                try:
+                    self.cluster.close()
+                except (TimeoutError, OSError):
+                    # workers that do not close in time (a loaded machine) exit when the driver does; the
+                    # error that ended the sweep, if any, is the one to report, not this one
+                    if exc_type is None:
+                        raise
         finally:
             self.client = self.cluster = None
-            logger.setLevel(level)
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
     def _silence(self) -> None:
         """No log lines or tracebacks from the scheduler, the nannies or the workers while a stopped
         sweep closes its engine (tasks cancelled, workers closed with runs in progress)."""
-        logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+        for name in ("distributed", "tornado.application"):  # tornado logs the cluster's failed callbacks
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
         if self.cluster is not None and self.client is not None:  # our own workers: quiet their stderr too
             try:
                 self.client.run(_quiet_worker, wait=True)
