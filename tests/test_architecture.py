@@ -31,6 +31,7 @@ LAYERS = {
     "chiploop/specs.py": "schema",
     "chiploop/devices": "devices",
     "chiploop/emulator": "emulator",
+    "chiploop/remote": "emulator",       # the chip served over gRPC: crossbars behind the verbs, on a wire
     "chiploop/learning": "learning",
     "chiploop/experiments": "experiments",
     "chiploop/api.py": "api",

@@ -1,4 +1,4 @@
-"""The ``chiploop`` command: run, sweep, report, ablate, evaluate, export, devices, rules, demo.
+"""The ``chiploop`` command: run, sweep, report, ablate, evaluate, export, devices, rules, demo, serve.
 
 Bad input: one line on stderr, exit code 2, before anything is trained. An interrupt (Ctrl-C, or
 SIGTERM as a batch scheduler sends it) keeps what finished, says so in one line on stderr and
@@ -120,7 +120,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if note:
         print(note)
 
-    from chiploop.experiments.train import RunInterrupted, train
+    from chiploop.experiments.train import RunChipLost, RunInterrupted, train
 
     try:
         try:
@@ -128,6 +128,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         finally:
             if out.is_dir() and not any(out.iterdir()):
                 out.rmdir()  # made for this run, which stopped before writing anything: no empty run dir
+    except RunChipLost as lost:
+        done = len(lost.result.history) - 1
+        print(f"chiploop: error: {lost}; wrote {out} (status chip_lost, {max(done, 0)} finished epoch"
+              f"{'s' * (done != 1)} kept)", file=sys.stderr)
+        return 2
     except RunInterrupted as stop:
         done = len(stop.result.history) - 1
         raise Interrupted(f"interrupted after {done} of {spec.epochs} epochs; wrote {out} (status interrupted)"
@@ -141,6 +146,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
                f"rule {spec.rule.name})")
     print(run_summary(spec.name, result))
     print(f"wrote {out}/: " + ", ".join([*run_files(result), "learning_curves.png"]))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- serve
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise SpecError("--port", args.port, "a port from 0 (any free one) to 65535")
+    if not args.session_timeout > 0:
+        raise SpecError("--session-timeout", args.session_timeout, "seconds > 0")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SpecError("--tls-cert / --tls-key", [args.tls_cert, args.tls_key], "both files (TLS) or neither")
+    tls = None
+    if args.tls_cert is not None:
+        files = []
+        for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+            try:
+                files.append(Path(path).read_bytes())
+            except OSError as err:
+                raise SpecError(flag, path, f"a readable PEM file ({err.strerror})") from None
+        tls = (files[0], files[1])
+    from chiploop.remote.client import read_token
+
+    token = read_token(args.token_file, "--token-file")
+    _read_first(args.device if args.device.endswith((".yaml", ".yml")) else None)
+    from chiploop.devices import load_device
+    from chiploop.specs import load_yaml
+
+    if args.device.endswith((".yaml", ".yml")):
+        device = load_device(load_yaml(args.device) or {}, source=args.device)
+    else:
+        try:
+            device = load_device(args.device)
+        except SpecError as err:
+            raise SpecError("--device", args.device, err.allowed) from None
+    import torch
+
+    from chiploop.remote.server import ChipServer, serve_forever
+
+    torch.set_num_threads(args.threads)
+    try:
+        server = ChipServer.start(device, token, args.host, args.port, args.session_timeout, tls=tls,
+                                  log=lambda line: print(f"chiploop serve: {line}", file=sys.stderr, flush=True))
+    except (OSError, RuntimeError) as err:
+        raise SpecError("--host/--port", f"{args.host}:{args.port}", f"an address this machine can listen on ({err})"
+                        ) from None
+    print(f"chiploop serve: {device.preset or 'custom'} device on {args.host}:{server.port}"
+          f"{' (TLS)' if tls else ''}; sessions freed after {args.session_timeout:g} s without a call", flush=True)
+    serve_forever(server)
     return 0
 
 
@@ -553,6 +607,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "1 month, 1 year)")
     ev.add_argument("--repeats", type=int, help="programmings of the chip (default: the spec's, else 5)")
     ev.set_defaults(func=_cmd_evaluate)
+
+    srv = sub.add_parser("serve", help="serve an emulated chip over gRPC (proto/chiploop_chip.proto) for runs with "
+                         "chip: {remote: HOST:PORT, token_file: FILE}")
+    srv.add_argument("--device", default="ideal", help="device preset name or device YAML file (default ideal)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine "
+                     "only; 0.0.0.0 opens it to the network: use TLS there)")
+    srv.add_argument("--port", type=int, default=50051, help="port (default 50051; 0 picks a free one, printed)")
+    srv.add_argument("--token-file", required=True, help="file holding the token every client must send "
+                     "(compared in constant time)")
+    srv.add_argument("--tls-cert", help="PEM certificate chain: serve over TLS (with --tls-key)")
+    srv.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    srv.add_argument("--session-timeout", type=float, default=60.0, help="seconds without a call after which a "
+                     "session and its crossbars are freed (clients send heartbeats; default 60)")
+    srv.add_argument("--threads", type=int, default=1, help="torch threads of the server (default 1)")
+    srv.set_defaults(func=_cmd_serve)
     return parser
 
 
