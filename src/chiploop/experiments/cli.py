@@ -116,6 +116,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         spec = experiment_from_card(load_card(args.card), args.set, source=args.card)
     else:
         spec = load_experiment(args.spec, args.set)
+    if spec.chip is not None:  # address, token and device are checked before a run directory is made
+        from chiploop.remote.client import RemoteChip
+
+        RemoteChip.from_spec(spec.chip, spec.device).close()
     out, note = run_dir_for(spec.name, spec.spec_hash(), args.out, args.overwrite)
     if note:
         print(note)
@@ -151,6 +155,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- serve
 
+def _can_listen(host: str, port: int) -> None:
+    """Refuse an address this machine cannot listen on before the gRPC core tries (and logs)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+    except OSError as err:
+        raise SpecError("--host/--port", f"{host}:{port}", f"an address this machine can listen on "
+                        f"({err.strerror or err})") from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise SpecError("--port", args.port, "a port from 0 (any free one) to 65535")
@@ -170,6 +187,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from chiploop.remote.client import read_token
 
     token = read_token(args.token_file, "--token-file")
+    _can_listen(args.host, args.port)
     _read_first(args.device if args.device.endswith((".yaml", ".yml")) else None)
     from chiploop.devices import load_device
     from chiploop.specs import load_yaml
