@@ -128,6 +128,7 @@ CASES = [
     ("export weights of two runs", ["export", "done", "done", "--weights", "w.npz"], "field '--weights'"),
     ("export weights of a sweep dir", ["export", "empty_dir", "--weights", "w.npz"], "field '--weights'"),
     ("export weights without weights", ["export", "done", "--weights", "w.npz"], "weights.npz"),
+    ("export fusion without weights", ["export", "done", "--fusion", "f.csv"], "field '--fusion'"),
     ("report of a non-sweep dir", ["report", "empty_dir"], "field 'SWEEP_DIR'"),
     ("report of a file", ["report", "a_file.txt"], "field 'SWEEP_DIR'"),
     ("evaluate of a non-run dir", ["evaluate", "empty_dir"], "field 'RUN_DIR'"),

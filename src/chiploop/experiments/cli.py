@@ -249,8 +249,17 @@ def run_dirs(paths: list[str]) -> tuple[list[Path], int]:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    if not args.out and not args.weights:
-        raise SpecError("-o / --weights", None, "at least one output: -o CARD.yaml or --weights OUT.npz")
+    if not args.out and not args.weights and not args.fusion:
+        raise SpecError("-o / --weights / --fusion", None, "at least one output: -o CARD.yaml, --weights OUT.npz "
+                        "or --fusion OUT.csv")
+    if args.fusion:
+        if len(args.runs) != 1 or not (Path(args.runs[0]) / "weights.npz").is_file():
+            raise SpecError("--fusion", args.runs, "exactly one RUN_DIR with weights.npz (the run whose weights "
+                            "to export)")
+        if not args.fusion.endswith(".csv"):
+            raise SpecError("--fusion", args.fusion, "a .csv file name (Fusion's format; OUT.params.npz is "
+                            "written beside it)")
+        _writable_dir(Path(args.fusion).parent, "--fusion", args.fusion)
     if args.weights:
         if len(args.runs) != 1 or not (Path(args.runs[0]) / "result.json").is_file():
             raise SpecError("--weights", args.runs, "exactly one RUN_DIR with result.json (the run whose weights "
@@ -272,6 +281,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {card.rule.name} on {card.device.preset or 'custom device'}, lr {card.lr:g} "
               f"{card.schedule}, {card.epochs} epochs; best of {len(runs)} runs by {value}{test}"
               + (f" ({note})" if note else ""))
+    if args.fusion:
+        from chiploop.experiments.fusion import export_fusion, params_path
+
+        names = export_fusion(args.runs[0], args.fusion)
+        print(f"wrote {args.fusion} (IBM Fusion chip conductances, µS, of {', '.join(names.values())}) and "
+              f"{params_path(args.fusion)} (what aihwkit's fusion_import needs to read them back)")
     if args.weights:
         arrays = export_weights(args.runs[0], args.weights)
         layers = sorted(k.split("/", 1)[1] for k in arrays if k.startswith("g_plus_uS/"))
@@ -560,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("-o", "--out", help="rule card YAML to write")
     exp.add_argument("--weights", help=".npz to write: the run's weights, its chip's roles and the conductance-pair "
                      "targets (µS)")
+    exp.add_argument("--fusion", metavar="OUT.csv", help="the run's weight crossbars in IBM's Fusion chip CSV "
+                     "format (aihwkit fusion_export), with OUT.params.npz for fusion_import")
     exp.add_argument("--device", help="consider only runs on this device preset")
     exp.add_argument("--metric", help="final metric that picks the best configuration (default val_acc, the "
                      "validation split; test_acc when no run has one; accuracies and cosines maximised, others "
