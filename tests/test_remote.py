@@ -382,3 +382,21 @@ def test_chip_lost_names_the_verb_and_crossbar(server):
     with pytest.raises(ChipLost, match="update on crossbar layer1"):
         xb.update(torch.ones(1, 2), torch.ones(1, 2), 0.1)
     chip.close()
+
+
+def test_a_remote_run_that_diverges_ends_as_diverged_like_a_local_one(server, token_file):
+    local = train(experiment_from_data({**BASE, "lr": 1000.0}), progress=False)
+    remote = train(remote_spec(server.port, token_file, lr=1000.0), progress=False)
+    assert local.status == remote.status == "diverged" and len(local.history) == len(remote.history)
+
+
+def test_a_non_finite_update_is_divergence_not_a_request_the_chip_refuses(server):
+    from chiploop.emulator.crossbar import ChipRefused
+
+    chip = RemoteChip.connect(f"127.0.0.1:{server.port}", TOKEN)
+    xb = chip.factory("layer0", 2, 2)
+    with pytest.raises(ChipRefused, match="non-finite") as err:
+        xb.update(torch.tensor([[float("nan"), 0.0]]), torch.ones(1, 2), 0.1)
+    assert err.value.diverged and server.service.refused["INVALID_ARGUMENT"] == 0  # never sent
+    xb.update(torch.ones(1, 2), torch.ones(1, 2), 0.1)  # the sequence goes on
+    chip.close()

@@ -61,7 +61,7 @@ def expected_pulses(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, 
     total = 0.0
     for start in range(0, x.shape[0], rows):
         outer = ad[start:start + rows, :, None] * ax[start:start + rows, None, :]  # (b, out, in)
-        total += outer.clamp_(max=bl).sum().item()
+        total += outer.nan_to_num_(nan=0.0, posinf=float(bl)).clamp_(max=bl).sum().item()  # a diverged run: no NaN
     return total
 
 

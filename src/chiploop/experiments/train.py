@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from chiploop.emulator import Network, chip_factory
-from chiploop.emulator.crossbar import ChipLost
+from chiploop.emulator.crossbar import ChipLost, ChipRefused
 from chiploop.emulator.ledger import ChipLedger, metered
 from chiploop.experiments.deploy import evaluate_over_time, exact_accuracy, final_metrics, summarise
 from chiploop.experiments.plots import diagnostics_plots, inference_plot
@@ -180,6 +180,8 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
         status = "interrupted"
     except ChipLost as err:  # the chip stopped answering: keep the finished epochs
         status, lost = "chip_lost", f"{err} at step {run.steps} (epoch {epoch})"
+    except ChipRefused as err:  # a non-finite update (diverged), or a chip that no longer serves this run
+        status, lost = "diverged" if err.diverged else "chip_lost", f"{err} at step {run.steps} (epoch {epoch})"
     finally:
         bar.close()
     try:

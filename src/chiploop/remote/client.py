@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import torch
 
-from chiploop.emulator.crossbar import ChipLost
+from chiploop.emulator.crossbar import ChipLost, ChipRefused
 from chiploop.emulator.ledger import ChipLedger
 from chiploop.remote import chiploop_chip_pb2 as pb
 from chiploop.remote import chiploop_chip_pb2_grpc as pb_grpc
@@ -32,12 +32,12 @@ from chiploop.specs import SpecError, to_plain
 RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
 
 
-class RemoteError(RuntimeError):
+class RemoteError(ChipRefused):
     """The chip refused a call (a bad request, a refused sequence number, a lost session)."""
 
     def __init__(self, verb: str, crossbar: str, code: grpc.StatusCode, details: str):
-        super().__init__(f"{verb} on crossbar {crossbar}: the chip refused it ({code.name}: {details})")
-        self.verb, self.crossbar, self.code, self.details = verb, crossbar, code, details
+        super().__init__(verb, crossbar, f"the chip refused it ({code.name}: {details})")
+        self.code, self.details = code, details
 
 
 def read_token(path: str, field: str = "chip.token_file") -> str:
@@ -194,6 +194,8 @@ class RemoteCrossbar:
         return self._read("backward", "Backward", d, self.shape[0], self.shape[1])
 
     def update(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        if not (torch.isfinite(x).all() and torch.isfinite(d).all()):  # the chip would refuse it
+            raise ChipRefused("update", self.name, "non-finite x or d (the run diverged)", diverged=True)
         _, seconds = self._call("update", "Update", lambda target: pb.UpdateRequest(
             target=target, x=to_wire(x), d=to_wire(d), lr=float(lr)))
         self.chip.ledger.update(x, d, lr, seconds)
