@@ -400,3 +400,21 @@ def test_a_non_finite_update_is_divergence_not_a_request_the_chip_refuses(server
     assert err.value.diverged and server.service.refused["INVALID_ARGUMENT"] == 0  # never sent
     xb.update(torch.ones(1, 2), torch.ones(1, 2), 0.1)  # the sequence goes on
     chip.close()
+
+
+@pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="needs the openssl command")
+def test_a_tls_chip_serves_a_client_that_trusts_its_certificate_and_no_other(tmp_path, token_file):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    tls = ((tmp_path / "cert.pem").read_bytes(), (tmp_path / "key.pem").read_bytes())
+    srv = ChipServer.start(load_device("ideal"), TOKEN, port=0, tls=tls)
+    try:
+        local = train(experiment_from_data({**BASE, "epochs": 1}), progress=False)
+        remote = train(remote_spec(srv.port, token_file, epochs=1, chip={"tls_ca": str(tmp_path / "cert.pem")}),
+                       progress=False)
+        assert abs(local.final["test_loss"] - remote.final["test_loss"]) <= 1e-6
+        with pytest.raises(SpecError, match="chip.remote"):  # a plain connection to a TLS chip
+            train(remote_spec(srv.port, token_file, epochs=1, chip={"timeout_s": 2.0}), progress=False)
+    finally:
+        srv.stop()
