@@ -45,7 +45,8 @@ class DiagnosticsSpec(Spec):
 
 def probe_dtype(chip: Chip) -> torch.dtype:
     """float64 on an all-ideal chip (so that rounding cannot pose as device error), else float32."""
-    return torch.float64 if all(isinstance(unwrap(xb), IdealCrossbar) for xb in chip.crossbars.values()) else torch.float32
+    ideal = all(isinstance(unwrap(xb), IdealCrossbar) for xb in chip.crossbars.values())  # metered or not
+    return torch.float64 if ideal else torch.float32
 
 
 def exact_copy(chip: Chip, dtype: torch.dtype) -> Chip:
