@@ -48,6 +48,8 @@ class Tally:
     def row(self) -> dict[str, Any]:
         row = {"calls": self.calls, "bytes_to_chip": self.bytes_to_chip, "bytes_from_chip": self.bytes_from_chip,
                "pulses": self.pulses, "energy_j": self.energy_j}
+        if self.pulses:
+            row["pulses_per_call"] = self.pulses / self.calls  # expected pulses of one update
         if self.seconds:
             ordered = sorted(self.seconds)
             row["wall_median_s"] = statistics.median(ordered)
