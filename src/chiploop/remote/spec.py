@@ -20,8 +20,8 @@ class ChipSpec(Spec):
     """A chip served over gRPC (``chiploop serve``, or a vendor's implementation of
     ``proto/chiploop_chip.proto``) that the run's crossbars live on; the rule stays on this host."""
 
-    remote: str = spec_field("", doc="HOST:PORT of the chip server")
-    token_file: str = spec_field("", doc="file holding the chip's token (the one it was served with)")
+    remote: str = spec_field("127.0.0.1:50051", doc="HOST:PORT of the chip server (default: chiploop serve's)")
+    token_file: str = spec_field("chip.token", doc="file holding the chip's token (the one it was served with)")
     tls_ca: str = spec_field("", doc="PEM file of the certificate authority for a TLS chip; empty = plain "
                              "connection (loopback or a trusted network only)")
     timeout_s: float = spec_field(30.0, doc="deadline of one call before it is retried", unit="s",
@@ -30,6 +30,6 @@ class ChipSpec(Spec):
                               "the same sequence number: applied once)", low=0, high=100)
 
     def check(self) -> None:
-        split_address(self.remote)
+        split_address(self.remote, "remote")
         if not self.token_file:
-            raise SpecError("chip.token_file", self.token_file, "a file holding the chip's token")
+            raise SpecError("token_file", self.token_file, "a file holding the chip's token")
