@@ -329,6 +329,36 @@ def test_a_server_killed_mid_run_ends_it_as_chip_lost_with_the_finished_epochs(t
     assert not (tmp_path / "run" / "weights.npz").exists()
 
 
+def test_chiploop_run_exits_2_with_one_line_when_the_chip_stops(tmp_path, token_file, capsys):
+    """In this process: the server stops once the run's session is open (the CLI opens one to check the
+    chip first), wherever the run then is: setting up, evaluating or training."""
+    from chiploop.experiments.cli import main
+
+    srv = ChipServer.start(load_device("ideal"), TOKEN, port=0)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: lost\ndevice: ideal\nepochs: 50\nmodel: {{sizes: [64, 16, 10]}}\n"
+                    f"chip: {{remote: '127.0.0.1:{srv.port}', token_file: {token_file}, timeout_s: 2, retries: 1}}\n")
+
+    def stop_when_open():
+        deadline = time.monotonic() + DEADLINE
+        while srv.service.applied["open"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        srv.stop()
+
+    watcher = threading.Thread(target=stop_when_open)
+    watcher.start()
+    try:
+        code = main(["run", str(spec), "--out", str(tmp_path / "run"), "--quiet"])
+    finally:
+        watcher.join()
+        srv.stop()
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("chiploop: error: chip lost: "), err
+    if (tmp_path / "run" / "result.json").exists():
+        assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "chip_lost"
+
+
+@pytest.mark.slow
 def test_the_cli_exits_2_with_one_line_when_the_chip_is_lost(tmp_path, token_file):
     proc, port = start_serve(tmp_path, token_file)
     spec = tmp_path / "spec.yaml"

@@ -124,6 +124,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if note:
         print(note)
 
+    from chiploop.emulator.crossbar import ChipLost, ChipRefused
     from chiploop.experiments.train import RunChipLost, RunInterrupted, train
 
     try:
@@ -136,6 +137,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         done = len(lost.result.history) - 1
         print(f"chiploop: error: {lost}; wrote {out} (status chip_lost, {max(done, 0)} finished epoch"
               f"{'s' * (done != 1)} kept)", file=sys.stderr)
+        return 2
+    except (ChipLost, ChipRefused) as lost:  # while the chip was being set up: nothing trained or written
+        print(f"chiploop: error: {lost} while setting up the run; nothing written", file=sys.stderr)
         return 2
     except RunInterrupted as stop:
         done = len(stop.result.history) - 1

@@ -29,7 +29,8 @@ from chiploop.remote.spec import ChipSpec
 from chiploop.remote.wire import MAX_TENSOR_BYTES, TOKEN_KEY, from_wire, to_wire
 from chiploop.specs import SpecError, to_plain
 
-RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+# a call that may not have reached the chip, or whose answer was lost: sent again with the same seq
+RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 class RemoteError(ChipRefused):
