@@ -32,6 +32,7 @@ LAYERS = {
     "chiploop/lazy.py": "schema",
     "chiploop/devices": "devices",
     "chiploop/emulator": "emulator",
+    "chiploop/remote": "emulator",       # the chip served over gRPC: crossbars behind the verbs, on a wire
     "chiploop/learning": "learning",
     "chiploop/experiments": "experiments",
     "chiploop/api.py": "api",

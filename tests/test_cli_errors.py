@@ -20,7 +20,7 @@ from processes import Forked
 from chiploop.experiments.sweeps.lock import exclusive
 
 CLI = [sys.executable, "-m", "chiploop.experiments.cli"]
-SUBCOMMANDS = ["run", "export", "sweep", "report", "ablate", "devices", "rules", "demo", "evaluate"]
+SUBCOMMANDS = ["run", "export", "sweep", "report", "ablate", "devices", "rules", "demo", "evaluate", "serve"]
 
 GOOD = "name: tiny\ndevice: ideal\nepochs: 1\nmodel: {sizes: [64, 8, 10]}\n"
 FILES = {
@@ -49,6 +49,11 @@ FILES = {
     "a_file.txt": "not a directory\n",
     "done/result.json": "{}\n",
     "empty_dir/.keep": "",
+    "token.txt": "t0ken\n",
+    "remote_noport.yaml": GOOD + "chip: {remote: localhost, token_file: token.txt}\n",
+    "remote_notoken.yaml": GOOD + "chip: {remote: '127.0.0.1:1', token_file: missing.txt}\n",
+    "remote_nobody.yaml": GOOD + "chip: {remote: '127.0.0.1:1', token_file: token.txt, timeout_s: 2, retries: 0}\n",
+    "remote_crossbar.yaml": GOOD + "crossbar: ideal\nchip: {remote: '127.0.0.1:1', token_file: token.txt}\n",
 }
 
 # (id, argv, text the one stderr line must contain)
@@ -123,11 +128,30 @@ CASES = [
     ("export weights of two runs", ["export", "done", "done", "--weights", "w.npz"], "field '--weights'"),
     ("export weights of a sweep dir", ["export", "empty_dir", "--weights", "w.npz"], "field '--weights'"),
     ("export weights without weights", ["export", "done", "--weights", "w.npz"], "weights.npz"),
+    ("export fusion without weights", ["export", "done", "--fusion", "f.csv"], "field '--fusion'"),
     ("report of a non-sweep dir", ["report", "empty_dir"], "field 'SWEEP_DIR'"),
     ("report of a file", ["report", "a_file.txt"], "field 'SWEEP_DIR'"),
     ("evaluate of a non-run dir", ["evaluate", "empty_dir"], "field 'RUN_DIR'"),
     ("evaluate --repeats not a number", ["evaluate", "done", "--repeats", "many"], "argument --repeats"),
     ("evaluate --times not a number", ["evaluate", "done", "--times", "soon"], "argument --times"),
+    # a chip over gRPC
+    ("serve without token", ["serve"], "required: --token-file"),
+    ("serve missing token file", ["serve", "--token-file", "missing.txt"], "field '--token-file'"),
+    ("serve empty token file", ["serve", "--token-file", "empty.yaml"], "is empty"),
+    ("serve unknown device", ["serve", "--token-file", "token.txt", "--device", "reram-xx"], "field '--device'"),
+    ("serve cert without key", ["serve", "--token-file", "token.txt", "--tls-cert", "a_file.txt"],
+     "field '--tls-cert / --tls-key'"),
+    ("serve missing cert", ["serve", "--token-file", "token.txt", "--tls-cert", "no.pem", "--tls-key", "no.pem"],
+     "field '--tls-cert'"),
+    ("serve bad port", ["serve", "--token-file", "token.txt", "--port", "70000"], "field '--port'"),
+    ("serve bad session timeout", ["serve", "--token-file", "token.txt", "--session-timeout", "0"],
+     "field '--session-timeout'"),
+    ("serve on a foreign address", ["serve", "--token-file", "token.txt", "--host", "203.0.113.7", "--port", "0"],
+     "field '--host/--port'"),
+    ("remote chip without port", ["run", "remote_noport.yaml"], "field 'chip.remote'"),
+    ("remote chip token file missing", ["run", "remote_notoken.yaml"], "field 'chip.token_file'"),
+    ("remote chip not answering", ["run", "remote_nobody.yaml"], "field 'chip.remote'"),
+    ("remote chip with ideal crossbars", ["run", "remote_crossbar.yaml"], "field 'crossbar'"),
     # discovering devices and rules
     ("devices show unknown", ["devices", "show", "reram-xx"], "'reram-xx'"),
     ("devices show without name", ["devices", "show"], "devices show NAME"),

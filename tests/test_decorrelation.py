@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from chiploop.emulator import AnalogCrossbar
+from chiploop.emulator.ledger import unwrap
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import Run
 from chiploop.learning import Decorrelate, decorrelate
@@ -71,7 +72,7 @@ def test_on_chip_R_lives_on_its_own_device():
     assert isinstance(run.rule.transforms[0], Decorrelate) and run.rule.transforms[0].spec.device.preset == "ecram"
     assert chip.named("decorrelator") == ["decorr/layer0", "decorr/layer1"]
     for weight in run.network.weight_names:
-        W, R = chip.crossbars[weight], chip.crossbars[chip.decorrelators[weight]]
+        W, R = unwrap(chip.crossbars[weight]), unwrap(chip.crossbars[chip.decorrelators[weight]])  # metered
         assert chip.roles[weight] == "weight" and chip.roles[chip.decorrelators[weight]] == "decorrelator"
         assert isinstance(W, AnalogCrossbar) and W.spec.preset == "constant-step"
         assert isinstance(R, AnalogCrossbar) and R.spec.preset == "ecram"

@@ -3,6 +3,7 @@
 import torch
 from conftest import attach, estimates, ideal_problem
 
+from chiploop.emulator.ledger import unwrap
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import Run
 from chiploop.learning import Backprop, DirectFeedbackAlignment, FeedbackAlignment, SignSymmetry
@@ -44,7 +45,7 @@ def test_feedback_shapes_and_analog_feedback_crossbars():
     chip = run.network.chip
     assert chip.named("feedback") == ["feedback/layer0", "feedback/layer1"]
     assert [chip.crossbars[n].shape for n in chip.named("feedback")] == [(10, 16), (10, 12)]
-    assert all(type(chip.crossbars[n]).__name__ == "AnalogCrossbar" for n in chip.named("feedback"))
+    assert all(type(unwrap(chip.crossbars[n])).__name__ == "AnalogCrossbar" for n in chip.named("feedback"))
     assert run.state is None  # B lives on the chip, not in the rule's state
     before = {k: v.clone() for k, v in chip.weights().items()}
     run.step(run.task.x_train[:32], run.task.y_train[:32], 0.1)

@@ -105,3 +105,14 @@ def test_report_on_the_shipped_example_labels_axes_with_fields_and_units(tmp_pat
     assert [(f.xlabel, f.ylabel) for f in figures] == [
         ("device.dw_min [weight units / pulse]", "test_acc (mean ± 95 % CI over seeds)"),
         ("device.dw_min [weight units / pulse]", "device.write_noise_std [dw_min]")]
+
+
+def test_report_has_the_chip_ledger_per_training_step(sweep_dir):
+    text = report(sweep_dir)[0].read_text()
+    section = text.split("## Chip ledger per training step")[1].split("##")[0]
+    table = read_sweep(sweep_dir).frame
+    ok = table[(table["status"] == "ok") & (table["lr"] == 0.1) & (table["batch_size"] == 32)
+               & (table["rule"] == "backprop")]
+    assert len(ok) == 3 and ok["chip_bytes_per_step"].nunique() == 1  # the same bus traffic on every seed
+    row = next(line for line in section.splitlines() if "| backprop |" in line and "| 0.1 | 32 |" in line)
+    assert f"| {ok['chip_bytes_per_step'].iloc[0]:,.0f} |" in row

@@ -13,6 +13,7 @@ from rule_db import NETWORK_DB, RULE_DB, bad_rule_options, rule_cases, rules
 
 from chiploop.emulator import Chip, Network
 from chiploop.emulator.networks import NETWORKS
+from chiploop.emulator.ledger import unwrap
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import Run
 from chiploop.learning import RULES, chain, decorrelate, make_rule
@@ -51,7 +52,7 @@ def test_every_rule_trains_on_every_chip(case, device, decorrelation):
     chip, weights = run.network.chip, list(run.network.weight_names)
     assert run.network.kind == NETWORK_DB[case.network].kind
     assert isinstance(run.rule, case.rule_class) == (decorrelation == "plain")  # decorrelation chains a transform
-    assert {type(chip.crossbars[w]).__name__ for w in weights} == {
+    assert {type(unwrap(chip.crossbars[w])).__name__ for w in weights} == {  # the engine under the ledger
         "IdealCrossbar" if device == "ideal" else "AnalogCrossbar"}
     assert chip.named("weight") == weights
     assert chip.named("decorrelator") == ([f"decorr/{w}" for w in weights] if decorrelation == "decorrelated" else [])

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import warnings
 
+import torch
+
 from aihwkit.inference import GlobalDriftCompensation, PCMLikeNoiseModel, ReRamCMONoiseModel
 from aihwkit.inference.compensation.drift import PerColumnDriftCompensation
 from aihwkit.simulator import presets
@@ -179,3 +181,43 @@ def to_inference_rpu_config(spec: DeviceSpec, compensation: bool) -> InferenceRP
     config.mapping.max_input_size = spec.tile_size
     config.mapping.max_output_size = spec.tile_size
     return config
+
+
+def _fusion_model(shapes: dict[str, tuple[int, int]]):
+    """An aihwkit ``AnalogSequential`` of bias-free ``AnalogLinear`` layers on inference tiles, one per
+    ``name -> (out, in)``, in order (the layers Fusion's CSV header describes)."""
+    from aihwkit.nn import AnalogLinear, AnalogSequential
+
+    model = AnalogSequential()
+    for name, (out_size, in_size) in shapes.items():
+        config = InferenceRPUConfig()
+        config.mapping.weight_scaling_omega = 0.0  # the tiles hold the weights as given
+        model.add_module(name, AnalogLinear(in_size, out_size, bias=False, rpu_config=config))
+    return model
+
+
+def fusion_export_weights(weights: dict[str, torch.Tensor], csv_path: str | None = None, g_max: int = 40):
+    """Weights (``layer name -> (out, in)``; names without dots) as conductances of IBM's Fusion chip, through
+    aihwkit's own ``fusion_export`` and ``FusionConductanceConverter`` (one device per weight, the
+    largest |w| of each row at ``g_max`` µS, 10 to 40). Writes the CSV a Fusion chip takes when
+    ``csv_path`` is given; returns (conductances by layer, params by layer), the params being what
+    ``fusion_import`` needs to map read conductances back (aihwkit keeps each tile's weights there)."""
+    from aihwkit.inference.converter.fusion import FusionConductanceConverter
+    from aihwkit.utils.export import fusion_export
+
+    model = _fusion_model({k: tuple(w.shape) for k, w in weights.items()})
+    for name, layer in model.named_children():
+        layer.set_weights(weights[name].detach().to(torch.float32))
+    conductances, params, _ = fusion_export(model, FusionConductanceConverter(g_max), csv_path)
+    return conductances, params
+
+
+def fusion_import_weights(conductances, shapes: dict[str, tuple[int, int]], params, g_max: int = 40
+                          ) -> dict[str, torch.Tensor]:
+    """The weights that Fusion conductances (a CSV path or the dict of :func:`fusion_export_weights`)
+    stand for, through aihwkit's ``fusion_import`` with the export's ``params``."""
+    from aihwkit.inference.converter.fusion import FusionConductanceConverter
+    from aihwkit.utils.export import fusion_import
+
+    model = fusion_import(conductances, _fusion_model(shapes), params, g_converter=FusionConductanceConverter(g_max))
+    return {name: layer.get_weights()[0] for name, layer in model.named_children()}

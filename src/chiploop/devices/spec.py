@@ -74,6 +74,34 @@ class InferenceSpec(Spec):
 
 
 @dataclass(frozen=True)
+class EnergySpec(Spec):
+    """Energy per operation of a crossbar chip, for the chip ledger's estimate (docs/science.md §10)::
+
+        E = read_cell_j · (cells read) + dac_j · (inputs driven) + adc_j · (outputs converted)
+            + pulse_j · (programming pulses)
+
+    The defaults are order-of-magnitude figures derived from stated physical assumptions (the
+    derivation is their source; replace them with a chip's measured figures):
+
+    * ``read_cell_j`` = V_read² · G · t_read = (0.2 V)² · 25 µS · 10 ns = 1e-14 J, with g_max = 25 µS
+      of the conductance export (experiments/weights.py) and aihwkit's PCM inference model;
+    * ``dac_j``: a 7-bit input DAC as 2^7 switchings of a ~1 fJ unit source ≈ 1.3e-13 J;
+    * ``adc_j``: a 9-bit ADC at Walden's figure of merit E = FOM · 2^bits with FOM = 10 fJ per
+      conversion step (the band of efficient SAR ADCs in B. Murmann's "ADC Performance Survey") ≈ 5e-12 J;
+    * ``pulse_j`` = V_prog · I · t_pulse = 1 V · 25 µA · 10 ns = 2.5e-13 J per coincidence.
+    """
+
+    read_cell_j: float = spec_field(1e-14, doc="energy of one cell's multiply-accumulate in a read", unit="J",
+                                    low=0.0, high=1.0)
+    dac_j: float = spec_field(1.3e-13, doc="energy of one input DAC conversion (per input per read)", unit="J",
+                              low=0.0, high=1.0)
+    adc_j: float = spec_field(5e-12, doc="energy of one output ADC conversion (per output per read)", unit="J",
+                              low=0.0, high=1.0)
+    pulse_j: float = spec_field(2.5e-13, doc="energy of one programming pulse (one coincidence at a cell)",
+                                unit="J", low=0.0, high=1.0)
+
+
+@dataclass(frozen=True)
 class DeviceSpec(Spec):
     """A crossbar technology: update response, noise, bounds, periphery, and update algorithm."""
 
@@ -113,6 +141,8 @@ class DeviceSpec(Spec):
     drift: DriftSpec = spec_field(default_factory=DriftSpec, doc="conductance drift after programming")
     inference: InferenceSpec = spec_field(default_factory=InferenceSpec,
                                           doc="inference tiles the trained weights are programmed into")
+    energy: EnergySpec = spec_field(default_factory=EnergySpec, doc="energy per read, conversion and pulse "
+                                    "(the chip ledger's estimate)")
     construction_seed: int = spec_field(0, doc="seed of the device-to-device draws; 0 draws new devices "
                                         "every time (aihwkit's convention)", low=0, high=2**31 - 1)
     tile_size: int = spec_field(512, doc="largest crossbar (rows and columns); wider layers span "

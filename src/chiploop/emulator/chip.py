@@ -25,6 +25,7 @@ from chiploop.lazy import torch
 
 from chiploop.emulator.crossbar import Crossbar
 from chiploop.emulator.ideal import IdealCrossbar
+from chiploop.emulator.ledger import MeteredCrossbar, unwrap
 
 Role = Literal["weight", "decorrelator", "feedback"]
 ROLES: tuple[str, ...] = ("weight", "decorrelator", "feedback")
@@ -154,7 +155,8 @@ class Chip:
     def restore(self, source: Chip) -> None:
         """Put this chip, a :meth:`clone` of ``source``, back into ``source``'s exact state, in place."""
         for name, xb in self.crossbars.items():
-            xb.restore(source.crossbars[name])
+            src = source.crossbars[name]  # an unmetered copy restores from the crossbar a ledger meters
+            xb.restore(src if isinstance(xb, MeteredCrossbar) else unwrap(src))
         for name, b in self.biases.items():
             b.copy_(source.biases[name])
 

@@ -49,3 +49,21 @@ class Crossbar(Protocol):
 
     def drift(self, seconds: float) -> None:
         """Let the conductances drift for ``seconds`` since programming."""
+
+
+class ChipLost(RuntimeError):
+    """The chip stopped answering: ``verb`` on crossbar ``crossbar`` got no reply after every retry.
+    The training loop adds the step and ends the run with status ``chip_lost``."""
+
+    def __init__(self, verb: str, crossbar: str, reason: str):
+        super().__init__(f"chip lost: {verb} on crossbar {crossbar} got no answer ({reason})")
+        self.verb, self.crossbar, self.reason = verb, crossbar, reason
+
+
+class ChipRefused(RuntimeError):
+    """The chip refused a call (a remote chip answers a malformed request with INVALID_ARGUMENT). A
+    non-finite update means the run diverged; the training loop ends it as ``diverged``."""
+
+    def __init__(self, verb: str, crossbar: str, reason: str, diverged: bool = False):
+        super().__init__(f"{verb} on crossbar {crossbar}: {reason}")
+        self.verb, self.crossbar, self.reason, self.diverged = verb, crossbar, reason, diverged

@@ -1,4 +1,4 @@
-"""The ``chiploop`` command: run, sweep, report, ablate, evaluate, export, devices, rules, demo.
+"""The ``chiploop`` command: run, sweep, report, ablate, evaluate, export, devices, rules, demo, serve.
 
 Bad input: one line on stderr, exit code 2, before anything is trained. An interrupt (Ctrl-C, or
 SIGTERM as a batch scheduler sends it) keeps what finished, says so in one line on stderr and
@@ -116,11 +116,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         spec = experiment_from_card(load_card(args.card), args.set, source=args.card)
     else:
         spec = load_experiment(args.spec, args.set)
+    if spec.chip is not None:  # address, token and device are checked before a run directory is made
+        from chiploop.remote.client import RemoteChip
+
+        RemoteChip.from_spec(spec.chip, spec.device).close()
     out, note = run_dir_for(spec.name, spec.spec_hash(), args.out, args.overwrite)
     if note:
         print(note)
 
-    from chiploop.experiments.train import RunInterrupted, train
+    from chiploop.emulator.crossbar import ChipLost, ChipRefused
+    from chiploop.experiments.train import RunChipLost, RunInterrupted, train
 
     try:
         try:
@@ -128,6 +133,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         finally:
             if out.is_dir() and not any(out.iterdir()):
                 out.rmdir()  # made for this run, which stopped before writing anything: no empty run dir
+    except RunChipLost as lost:
+        done = len(lost.result.history) - 1
+        print(f"chiploop: error: {lost}; wrote {out} (status chip_lost, {max(done, 0)} finished epoch"
+              f"{'s' * (done != 1)} kept)", file=sys.stderr)
+        return 2
+    except (ChipLost, ChipRefused) as lost:  # while the chip was being set up: nothing trained or written
+        print(f"chiploop: error: {lost} while setting up the run; nothing written", file=sys.stderr)
+        return 2
     except RunInterrupted as stop:
         done = len(stop.result.history) - 1
         raise Interrupted(f"interrupted after {done} of {spec.epochs} epochs; wrote {out} (status interrupted)"
@@ -141,6 +154,69 @@ def _cmd_run(args: argparse.Namespace) -> int:
                f"rule {spec.rule.name})")
     print(run_summary(spec.name, result))
     print(f"wrote {out}/: " + ", ".join([*run_files(result), "learning_curves.png"]))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- serve
+
+def _can_listen(host: str, port: int) -> None:
+    """Refuse an address this machine cannot listen on before the gRPC core tries (and logs)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+    except OSError as err:
+        raise SpecError("--host/--port", f"{host}:{port}", f"an address this machine can listen on "
+                        f"({err.strerror or err})") from None
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise SpecError("--port", args.port, "a port from 0 (any free one) to 65535")
+    if not args.session_timeout > 0:
+        raise SpecError("--session-timeout", args.session_timeout, "seconds > 0")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SpecError("--tls-cert / --tls-key", [args.tls_cert, args.tls_key], "both files (TLS) or neither")
+    tls = None
+    if args.tls_cert is not None:
+        files = []
+        for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+            try:
+                files.append(Path(path).read_bytes())
+            except OSError as err:
+                raise SpecError(flag, path, f"a readable PEM file ({err.strerror})") from None
+        tls = (files[0], files[1])
+    from chiploop.remote.client import read_token
+
+    token = read_token(args.token_file, "--token-file")
+    _can_listen(args.host, args.port)
+    _read_first(args.device if args.device.endswith((".yaml", ".yml")) else None)
+    from chiploop.devices import load_device
+    from chiploop.specs import load_yaml
+
+    if args.device.endswith((".yaml", ".yml")):
+        device = load_device(load_yaml(args.device) or {}, source=args.device)
+    else:
+        try:
+            device = load_device(args.device)
+        except SpecError as err:
+            raise SpecError("--device", args.device, err.allowed) from None
+    import torch
+
+    from chiploop.remote.server import ChipServer, serve_forever
+
+    torch.set_num_threads(args.threads)
+    try:
+        server = ChipServer.start(device, token, args.host, args.port, args.session_timeout, tls=tls,
+                                  log=lambda line: print(f"chiploop serve: {line}", file=sys.stderr, flush=True))
+    except (OSError, RuntimeError) as err:
+        raise SpecError("--host/--port", f"{args.host}:{args.port}", f"an address this machine can listen on ({err})"
+                        ) from None
+    print(f"chiploop serve: {device.preset or 'custom'} device on {args.host}:{server.port}"
+          f"{' (TLS)' if tls else ''}; sessions freed after {args.session_timeout:g} s without a call", flush=True)
+    serve_forever(server)
     return 0
 
 
@@ -177,8 +253,17 @@ def run_dirs(paths: list[str]) -> tuple[list[Path], int]:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    if not args.out and not args.weights:
-        raise SpecError("-o / --weights", None, "at least one output: -o CARD.yaml or --weights OUT.npz")
+    if not args.out and not args.weights and not args.fusion:
+        raise SpecError("-o / --weights / --fusion", None, "at least one output: -o CARD.yaml, --weights OUT.npz "
+                        "or --fusion OUT.csv")
+    if args.fusion:
+        if len(args.runs) != 1 or not (Path(args.runs[0]) / "weights.npz").is_file():
+            raise SpecError("--fusion", args.runs, "exactly one RUN_DIR with weights.npz (the run whose weights "
+                            "to export)")
+        if not args.fusion.endswith(".csv"):
+            raise SpecError("--fusion", args.fusion, "a .csv file name (Fusion's format; OUT.params.npz is "
+                            "written beside it)")
+        _writable_dir(Path(args.fusion).parent, "--fusion", args.fusion)
     if args.weights:
         if len(args.runs) != 1 or not (Path(args.runs[0]) / "result.json").is_file():
             raise SpecError("--weights", args.runs, "exactly one RUN_DIR with result.json (the run whose weights "
@@ -200,6 +285,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {card.rule.name} on {card.device.preset or 'custom device'}, lr {card.lr:g} "
               f"{card.schedule}, {card.epochs} epochs; best of {len(runs)} runs by {value}{test}"
               + (f" ({note})" if note else ""))
+    if args.fusion:
+        from chiploop.experiments.fusion import export_fusion, params_path
+
+        names = export_fusion(args.runs[0], args.fusion)
+        print(f"wrote {args.fusion} (IBM Fusion chip conductances, µS, of {', '.join(names.values())}) and "
+              f"{params_path(args.fusion)} (what aihwkit's fusion_import needs to read them back)")
     if args.weights:
         arrays = export_weights(args.runs[0], args.weights)
         layers = sorted(k.split("/", 1)[1] for k in arrays if k.startswith("g_plus_uS/"))
@@ -488,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("-o", "--out", help="rule card YAML to write")
     exp.add_argument("--weights", help=".npz to write: the run's weights, its chip's roles and the conductance-pair "
                      "targets (µS)")
+    exp.add_argument("--fusion", metavar="OUT.csv", help="the run's weight crossbars in IBM's Fusion chip CSV "
+                     "format (aihwkit fusion_export), with OUT.params.npz for fusion_import")
     exp.add_argument("--device", help="consider only runs on this device preset")
     exp.add_argument("--metric", help="final metric that picks the best configuration (default val_acc, the "
                      "validation split; test_acc when no run has one; accuracies and cosines maximised, others "
@@ -553,6 +646,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "1 month, 1 year)")
     ev.add_argument("--repeats", type=int, help="programmings of the chip (default: the spec's, else 5)")
     ev.set_defaults(func=_cmd_evaluate)
+
+    srv = sub.add_parser("serve", help="serve an emulated chip over gRPC (proto/chiploop_chip.proto) for runs with "
+                         "chip: {remote: HOST:PORT, token_file: FILE}")
+    srv.add_argument("--device", default="ideal", help="device preset name or device YAML file (default ideal)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine "
+                     "only; 0.0.0.0 opens it to the network: use TLS there)")
+    srv.add_argument("--port", type=int, default=50051, help="port (default 50051; 0 picks a free one, printed)")
+    srv.add_argument("--token-file", required=True, help="file holding the token every client must send "
+                     "(compared in constant time)")
+    srv.add_argument("--tls-cert", help="PEM certificate chain: serve over TLS (with --tls-key)")
+    srv.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    srv.add_argument("--session-timeout", type=float, default=60.0, help="seconds without a call after which a "
+                     "session and its crossbars are freed (clients send heartbeats; default 60)")
+    srv.add_argument("--threads", type=int, default=1, help="torch threads of the server (default 1)")
+    srv.set_defaults(func=_cmd_serve)
     return parser
 
 

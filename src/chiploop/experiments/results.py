@@ -74,13 +74,15 @@ class Result:
 
     spec: dict[str, Any]
     spec_hash: str
-    status: str                      # "ok", "diverged" or "interrupted"
+    status: str                      # "ok", "diverged", "interrupted" or "chip_lost"
     history: list[dict[str, float]]  # one row per epoch (epoch 0 = before training)
     final: dict[str, float]
     wall_s: float
     versions: dict[str, str] = field(default_factory=versions)
     diagnostics: list[dict] = field(default_factory=list)  # update probes: step, layer, part, bias, var, cos
     inference: list[dict] = field(default_factory=list)  # after training: time_s, compensation, repeat, test_acc
+    ledger: dict[str, Any] = field(default_factory=dict)  # chip ledger: calls, bytes, pulses, energy per verb
+    error: str = ""                  # why a run stopped early (status chip_lost: the verb, crossbar and step)
 
     def write(self, run_dir: str | Path) -> Path:
         """``result.json``, ``history.csv`` (and ``diagnostics.csv``, ``inference.csv``) in ``run_dir``,

@@ -17,6 +17,7 @@ from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.learning.diagnostics import DiagnosticsSpec
 from chiploop.learning import RULES, make_rule
 from chiploop.learning.injected import InjectedSpec
+from chiploop.remote.spec import ChipSpec
 from chiploop.specs import (Spec, SpecError, from_mapping, identity, load_yaml, parse_override, set_dotted, spec_field,
                             to_plain)
 
@@ -261,6 +262,8 @@ class ExperimentSpec(Spec):
                                     doc="crossbar device: a preset name or {preset: NAME, field: value}")
     crossbar: Literal["auto", "ideal", "analog"] = spec_field(
         "auto", doc="emulator: ideal (float torch), analog (aihwkit tiles), auto (ideal for float devices)")
+    chip: ChipSpec | None = spec_field(
+        None, doc="a chip served over gRPC, {remote: HOST:PORT, token_file: FILE}; null = emulated here")
     rule: RuleSpec = spec_field(default_factory=RuleSpec, doc="learning rule")
     decorrelation: DecorrelationSpec | None = spec_field(
         None, doc="decorrelate every layer's input (x̂ = R x, R learned locally); null = off")
@@ -291,6 +294,9 @@ class ExperimentSpec(Spec):
         if isinstance(kinds, tuple) and self.model.kind not in kinds:
             raise SpecError("rule.name", self.rule.name, f"a rule that trains {self.model.kind} networks (this one "
                             f"trains: {', '.join(kinds)})")
+        if self.chip is not None and self.crossbar != "auto":
+            raise SpecError("crossbar", self.crossbar, "auto with a remote chip (the chip builds its own crossbars "
+                            "for its device)")
         if self.crossbar == "ideal" and not self.device.is_float:
             raise SpecError("crossbar", self.crossbar, f"'auto' or 'analog' for the pulsed device "
                             f"{self.device.preset or 'spec'} (ideal crossbars are exact float)")

@@ -26,6 +26,7 @@ from typing import Any
 from chiploop.lazy import torch
 
 from chiploop.emulator import Chip, IdealCrossbar, Network
+from chiploop.emulator.ledger import unwrap
 from chiploop.learning.loss import Loss
 from chiploop.learning.rule import LearningRule
 from chiploop.learning.shadow import true_gradient
@@ -44,15 +45,16 @@ class DiagnosticsSpec(Spec):
 
 def probe_dtype(chip: Chip) -> torch.dtype:
     """float64 on an all-ideal chip (so that rounding cannot pose as device error), else float32."""
-    return torch.float64 if all(isinstance(xb, IdealCrossbar) for xb in chip.crossbars.values()) else torch.float32
+    ideal = all(isinstance(unwrap(xb), IdealCrossbar) for xb in chip.crossbars.values())  # metered or not
+    return torch.float64 if ideal else torch.float32
 
 
 def exact_copy(chip: Chip, dtype: torch.dtype) -> Chip:
     """An independent copy of the chip with all of its device state (ideal crossbars in ``dtype``)."""
     copied = chip.clone()
     for name, xb in chip.crossbars.items():
-        if isinstance(xb, IdealCrossbar):
-            copied.crossbars[name] = IdealCrossbar(xb.weights().to(dtype))
+        if isinstance(unwrap(xb), IdealCrossbar):
+            copied.crossbars[name] = IdealCrossbar(unwrap(xb).weights().to(dtype))
     copied.biases = {k: b.to(dtype, copy=True) for k, b in chip.biases.items()}
     return copied
 

@@ -288,6 +288,31 @@ def heatmap(configs: pd.DataFrame, x: str, y: str, metric: str, path: Path) -> F
     return Figure(save(fig, path, tight=False), xlabel, ylabel, title)
 
 
+LEDGER = (("chip_calls_per_step", "calls", "{:.1f}"), ("chip_bytes_per_step", "bytes", "{:,.0f}"),
+          ("chip_pulses_per_step", "pulses", "{:.3g}"), ("chip_energy_j_per_step", "energy (µJ)", "{:.4g}"))
+
+
+def ledger_lines(table: SweepTable) -> list[str]:
+    """The chip ledger per training step (mean over finished seeds) of each configuration: verb calls,
+    bytes across the bus, expected programming pulses, estimated energy (docs/science.md §10)."""
+    columns = [c for c, _, _ in LEDGER if c in table.frame.columns]
+    finished = table.frame[table.frame["status"] == "ok"]
+    if not columns or finished.empty:
+        return []
+    keys = [f for f in table.fields if f in finished.columns] or ["device"]
+    means = finished.groupby(keys, sort=False, dropna=False)[columns].mean().reset_index()
+    head = [*keys, *(label + " / step" for c, label, _ in LEDGER if c in columns)]
+    lines = ["## Chip ledger per training step", "", "Mean over the seeds that finished; bytes are float32 "
+             "payloads across the host-chip bus, pulses the expected programming pulses, energy the device spec's "
+             "per-operation estimate (`chiploop devices show NAME`, energy.*).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in means.iterrows():
+        cells = [(fmt.format(row[c] * 1e6) if c == "chip_energy_j_per_step" else fmt.format(row[c]))
+                 for c, _, fmt in LEDGER if c in columns]
+        lines.append("| " + " | ".join([*(_value(row[k]) for k in keys), *cells]) + " |")
+    return [*lines, ""]
+
+
 def report(sweep_dir: str | Path, out_dir: str | Path | None = None, x: str | None = None, y: str | None = None,
            hue: str | None = None, metric: str | None = None) -> tuple[Path, list[Figure]]:
     """Write ``report.md`` and the PNG plots for the sweep in ``sweep_dir`` (into ``out_dir``, default the same)."""
@@ -320,6 +345,7 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, x: str | No
     if len(best_each) > len(best):
         lines += [f"## Best configuration per device and {' + '.join(hues)}", "",
                   *_markdown_table(best_each, table.fields, metric, select), ""]
+    lines += ledger_lines(table)
     lines += ["## Every configuration", "", *_markdown_table(order, table.fields, metric, select), ""]
     broken = table.frame[table.frame["status"] != "ok"]
     if len(broken):
