@@ -43,7 +43,7 @@ class Run:
         """Draw weights, the rule's crossbars (feedback), its state and the batch order from one
         generator seeded by ``spec.seed``, in that order."""
         generator = torch.Generator().manual_seed(spec.seed)
-        network = spec.model.build(chip_factory(spec.device, spec.ideal_crossbars), generator)
+        network = spec.model.build(chip_factory(spec.device, spec.ideal_crossbars, spec.seed), generator)
         task = make_task(spec.task)
         unknown = [name for name in spec.curvature.alone if name not in network.weight_names]
         if unknown:

@@ -1,0 +1,259 @@
+"""A crossbar on the torch engine: aihwkit 1.1.0's pulsed single devices and periphery, seeded and
+batched over a leading population axis.
+
+The state of P independent chips' copies of one crossbar sits in tensors with a leading axis P:
+apparent weights ``W`` (P, out, in), persistent weights (devices with write noise) and the
+device-to-device parameters of :func:`devices.populate`. One ``torch.Generator`` per crossbar draws
+every number: device draws from ``(construction_seed or run seed, name)``, cycle-to-cycle and read
+noise from ``(run seed, name)``, so the same spec and seed give the same run bit for bit. A clone
+gets a generator of its own, seeded from its parent's seed and a clone counter (the parent's
+stream does not move), so K clones give K independent realisations and a run with probes on takes
+the same training draws as one without.
+
+A layer wider than ``tile_size`` is cut into tiles as on aihwkit: each tile has its own update
+management and its own read periphery, block outputs are summed digitally.
+
+The pulsed update (docs/torch_engine.md): coincidence counts from :mod:`pulses`; then per cell its
+pulses in the order the samples come, each through :func:`devices.pulse` (clipped at the bounds
+after every pulse). For constant_step, a cell that cannot reach a bound within the batch (its
+``|Δw|`` stays below ``n · max(dwmin) · (1 + 6 σ)`` from both bounds) gets the batch's pulses in
+closed form, ``Δw = dwmin_up (N_up + σ √N_up ξ₁) - dwmin_down (N_down + σ √N_down ξ₂)``,
+equal in distribution to the sum of its per-pulse steps; the others go pulse by pulse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+
+from chiploop.devices.spec import DeviceSpec
+from chiploop.emulator.torch_engine import devices, io
+from chiploop.emulator.torch_engine.pulses import coincidences
+
+SAFE_SIGMAS = 6.0  # closed-form constant-step update only where 6 sigma of noise cannot reach a bound
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts (SHA-256 of their repr), the same in every process."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
+def _blocks(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+@dataclass(eq=False)
+class TorchCrossbar:
+    """One weight layer (``shape`` = (out, in)) of P chips, on the torch engine."""
+
+    spec: DeviceSpec
+    W: torch.Tensor                      # (P, out, in) apparent weights: what reads see
+    par: dict[str, torch.Tensor]         # device-to-device parameters, each (P, out, in)
+    generator: torch.Generator
+    seed: int                            # this crossbar's noise seed
+    persistent: torch.Tensor | None = None  # (P, out, in) persistent weights (write-noise devices)
+    clones: int = field(default=0)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, spec: DeviceSpec, out_size: int, in_size: int, name: str = "layer0", seed: int = 0,
+               population: int = 1) -> TorchCrossbar:
+        """Crossbar ``name`` of a chip of ``spec`` (P = ``population`` chips with their own devices)."""
+        device = torch.device(spec.engine_device)
+        dgen = torch.Generator(device=device)
+        dgen.manual_seed(derive_seed("devices", spec.construction_seed or seed, name))
+        par = devices.populate(spec, (population, out_size, in_size), dgen, device)
+        noise_seed = derive_seed("noise", seed, name)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(noise_seed)
+        W = torch.zeros(population, out_size, in_size, device=device)
+        persistent = W.clone() if spec.write_noise_std > 0 else None
+        return cls(spec, W, par, gen, noise_seed, persistent)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.W.shape[1:])
+
+    @property
+    def population(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def write_noise(self) -> float:
+        return self.spec.write_noise_std * self.spec.dw_min
+
+    def _cast(self, v: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        v = v.to(device=self.W.device, dtype=torch.float32)
+        if v.dim() == 2:
+            return v.unsqueeze(0).expand(self.population, *v.shape), self.population == 1
+        return v, False
+
+    # ------------------------------------------------------------------ reads
+    def _read(self, v: torch.Tensor, transposed: bool) -> torch.Tensor:
+        v, single = self._cast(v)
+        size = self.spec.tile_size
+        out_size, in_size = self.shape
+        rows, cols = _blocks(out_size, size), _blocks(in_size, size)
+        if len(rows) == 1 and len(cols) == 1:
+            y = io.read(self.spec, self.W, v, self.generator, transposed)
+        elif not transposed:
+            y = torch.cat([sum(io.read(self.spec, self.W[:, r, c], v[..., c], self.generator) for c in cols)
+                           for r in rows], -1)
+        else:
+            y = torch.cat([sum(io.read(self.spec, self.W[:, r, c], v[..., r], self.generator, True) for r in rows)
+                           for c in cols], -1)
+        return y[0] if single else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``W x`` read through the periphery: x (B, in) -> (B, out), or (P, B, in) -> (P, B, out)."""
+        return self._read(x, False)
+
+    def backward(self, d: torch.Tensor) -> torch.Tensor:
+        """``Wᵀ d``: d (B, out) -> (B, in), or (P, B, out) -> (P, B, in)."""
+        return self._read(d, True)
+
+    # ------------------------------------------------------------------ update
+    def update(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        """Pulsed ``W <- W - lr Σ_b d_b x_bᵀ`` on every chip of the population (x (P, B, in) or (B, in))."""
+        x, _ = self._cast(x)
+        d, _ = self._cast(d)
+        size = self.spec.tile_size
+        out_size, in_size = self.shape
+        for r in _blocks(out_size, size):
+            for c in _blocks(in_size, size):
+                self._update_block(r, c, x[..., c], d[..., r], lr)
+
+    def _update_block(self, r: slice, c: slice, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        spec = self.spec
+        up, down = coincidences(x, d, lr, devices.granularity(spec), spec.desired_bl, self.generator)
+        n_up, n_down = up.sum(1), down.sum(1)                       # (P, o, i)
+        touched = (n_up + n_down) > 0
+        if not bool(touched.any()):
+            return
+        store = self.persistent if self.persistent is not None else self.W
+        w = store[:, r, c]
+        par = {k: v[:, r, c] for k, v in self.par.items()}
+        sequential = touched
+        if spec.response == "constant_step":
+            sigma = spec.dw_min_std
+            reach = (n_up + n_down) * torch.maximum(par["dwmin_up"], par["dwmin_down"]) * (1 + SAFE_SIGMAS * sigma)
+            safe = touched & (w + reach < par["max_bound"]) & (w - reach > par["min_bound"])
+            g = self.generator
+            xi_up = torch.randn(w.shape, generator=g, device=w.device)
+            xi_down = torch.randn(w.shape, generator=g, device=w.device)
+            delta = (par["dwmin_up"] * (n_up + sigma * n_up.sqrt() * xi_up)
+                     - par["dwmin_down"] * (n_down + sigma * n_down.sqrt() * xi_down))
+            w = torch.where(safe, w + delta, w)
+            sequential = touched & ~safe
+        if bool(sequential.any()):
+            w = self._pulse_by_pulse(w, par, up, down, sequential)
+        store[:, r, c] = w
+        if self.persistent is not None:
+            noise = self.write_noise * torch.randn(w.shape, generator=self.generator, device=w.device)
+            self.W[:, r, c] = torch.where(touched, w + noise, self.W[:, r, c])
+
+    def _pulse_by_pulse(self, w: torch.Tensor, par: dict[str, torch.Tensor], up: torch.Tensor,
+                        down: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """Each selected cell's pulses one at a time, sample after sample (exact for every device)."""
+        flat = cells.reshape(-1).nonzero().squeeze(1)                       # (K,)
+        B = up.shape[1]
+        cnt_up = up.transpose(0, 1).reshape(B, -1)[:, flat]                 # (B, K)
+        cnt_down = down.transpose(0, 1).reshape(B, -1)[:, flat]
+        count = (cnt_up + cnt_down).to(torch.int64)
+        sign = torch.where(cnt_up > 0, 1.0, torch.where(cnt_down > 0, -1.0, 0.0))
+        cum = count.cumsum(0).T.contiguous()                                # (K, B)
+        total = cum[:, -1]
+        length = int(total.max())
+        pos = torch.arange(length, device=w.device).expand(len(flat), length).contiguous()
+        sample = torch.searchsorted(cum, pos, right=True).clamp(max=B - 1)  # (K, L): which sample's pulse
+        seq = torch.gather(sign.T, 1, sample) * (pos < total.unsqueeze(1))  # (K, L) in {-1, 0, +1}
+        w_sub = w.reshape(-1)[flat]
+        par_sub = {k: v.reshape(-1)[flat] for k, v in par.items()}
+        for step in range(length):
+            w_sub = devices.pulse(self.spec, w_sub, seq[:, step], par_sub, self.generator)
+        out = w.reshape(-1).clone()
+        out[flat] = w_sub
+        return out.view_as(w)
+
+    # ------------------------------------------------------------------ experimenter's verbs
+    def _one(self, t: torch.Tensor) -> torch.Tensor:
+        return t[0].clone() if self.population == 1 else t.clone()
+
+    def weights(self) -> torch.Tensor:
+        """The apparent weights (out, in) (P = 1) or (P, out, in)."""
+        return self._one(self.W)
+
+    def read_weights(self) -> torch.Tensor:
+        """Least-squares estimate from ``10 · in`` noisy forward reads of N(0, 1) inputs (as aihwkit's
+        ``read_weights``)."""
+        n_in = self.shape[1]
+        X = torch.randn(10 * n_in, n_in, generator=self.generator, device=self.W.device)
+        Y = self.forward(X.unsqueeze(0).expand(self.population, *X.shape))      # (P, N, out)
+        est = torch.linalg.lstsq(X.unsqueeze(0).expand(self.population, *X.shape), Y).solution  # (P, in, out)
+        return self._one(est.transpose(-1, -2))
+
+    def program(self, W: torch.Tensor) -> None:
+        """Set the weights: clipped to each device's bounds; write-noise devices get one fresh draw."""
+        W = W.detach().to(device=self.W.device, dtype=torch.float32)
+        W = W.expand_as(self.W) if W.dim() == 2 else W
+        W = torch.minimum(torch.maximum(W, self.par["min_bound"]), self.par["max_bound"])
+        if self.persistent is not None:
+            self.persistent = W.clone()
+            self.W = W + self.write_noise * torch.randn(W.shape, generator=self.generator, device=W.device)
+        else:
+            self.W = W.clone()
+
+    def load_hidden(self, hidden: dict[str, torch.Tensor]) -> None:
+        """Take device parameters named as aihwkit's ``get_hidden_parameters`` names them ((out, in)
+        or (P, out, in)); ``persistent_weights`` sets the persistent weights."""
+        for k, v in hidden.items():
+            v = v.to(device=self.W.device, dtype=torch.float32).expand_as(self.W).clone()
+            if k == "persistent_weights":
+                if self.persistent is not None:
+                    self.persistent = v
+            elif k in self.par:
+                self.par[k] = v
+
+    def set_state(self, W: torch.Tensor, persistent: torch.Tensor | None = None) -> None:
+        """Set apparent (and persistent) weights exactly, without clipping or noise (tests, clones)."""
+        self.W = W.to(self.W).expand_as(self.W).clone()
+        if self.persistent is not None:
+            self.persistent = (W if persistent is None else persistent).to(self.W).expand_as(self.W).clone()
+
+    def clone(self) -> TorchCrossbar:
+        self.clones += 1
+        seed = derive_seed("clone", self.seed, self.clones)
+        gen = torch.Generator(device=self.W.device)
+        gen.manual_seed(seed)
+        return TorchCrossbar(self.spec, self.W.clone(), {k: v.clone() for k, v in self.par.items()}, gen, seed,
+                             None if self.persistent is None else self.persistent.clone())
+
+    def restore(self, source: TorchCrossbar) -> None:
+        """Weights and devices become ``source``'s again; this crossbar's generator runs on."""
+        self.W = source.W.clone()
+        self.persistent = None if source.persistent is None else source.persistent.clone()
+        self.par = {k: v.clone() for k, v in source.par.items()}
+
+    def expand(self, population: int) -> TorchCrossbar:
+        """P exact copies of this (single-chip) crossbar in one population, with a generator of its own."""
+        if self.population != 1:
+            raise ValueError(f"expand needs a single chip, this crossbar holds {self.population}")
+        c = self.clone()
+        c.W = c.W.expand(population, -1, -1).clone()
+        c.par = {k: v.expand(population, -1, -1).clone() for k, v in c.par.items()}
+        if c.persistent is not None:
+            c.persistent = c.persistent.expand(population, -1, -1).clone()
+        return c
+
+    def post_update_step(self) -> None:
+        """Per-batch decay ``w <- w · decay_scale`` of devices with a finite lifetime (reset bias 0)."""
+        decay = self.par.get("decay_scales")
+        if decay is not None:
+            if self.persistent is not None:
+                self.persistent = self.persistent * decay
+            self.W = self.W * decay
+
+    def drift(self, seconds: float) -> None:
+        """No drift on the torch engine (the spec refuses a drift model there)."""
