@@ -31,7 +31,7 @@ import torch
 
 from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator.torch_engine import devices, io
-from chiploop.emulator.torch_engine.pulses import coincidences
+from chiploop.emulator.torch_engine.pulses import per_sample, totals, trains
 
 # closed-form constant-step update only for cells whose pulse path stays inside the bounds but with
 # probability < 2 Φ(-6.5) ≈ 1e-10: drift at most n·dwmin, Gaussian noise partial sums bounded by the
@@ -162,59 +162,62 @@ class TorchCrossbar:
 
     def _update_block(self, r: slice, c: slice, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
         spec = self.spec
-        up, down = coincidences(x, d, lr, devices.granularity(spec), spec.desired_bl, self.generator)
-        n_up, n_down = up.sum(1), down.sum(1)                       # (P, o, i)
-        touched = (n_up + n_down) > 0
-        if not bool(touched.any()):
+        t = trains(x, d, lr, devices.granularity(spec), spec.desired_bl, self.generator)
+        if t is None:
             return
+        fx, fd = t
+        n_up, n_down = totals(fx, fd, x, d)                          # (P, o, i)
+        n = n_up + n_down
+        touched = n > 0
+        whole = (r.start, r.stop, c.start, c.stop) == (0, self.shape[0], 0, self.shape[1])
         store = self.persistent if self.persistent is not None else self.W
-        w = store[:, r, c]
-        par = {k: v[:, r, c] for k, v in self.par.items()}
+        w = store if whole else store[:, r, c]
+        par = self.par if whole else {k: v[:, r, c] for k, v in self.par.items()}
         sequential = touched
         if spec.response == "constant_step":
             sigma = spec.dw_min_std
-            n = n_up + n_down
             reach = torch.maximum(par["dwmin_up"], par["dwmin_down"]) * (n + SAFE_SIGMAS * sigma * n.sqrt())
-            safe = touched & (w + reach < par["max_bound"]) & (w - reach > par["min_bound"])
-            g = self.generator
-            xi_up = torch.randn(w.shape, generator=g, device=w.device)
-            xi_down = torch.randn(w.shape, generator=g, device=w.device)
-            delta = (par["dwmin_up"] * (n_up + sigma * n_up.sqrt() * xi_up)
-                     - par["dwmin_down"] * (n_down + sigma * n_down.sqrt() * xi_down))
+            safe = (w + reach < par["max_bound"]) & (w - reach > par["min_bound"])
+            xi = torch.randn((2, *w.shape), generator=self.generator, device=w.device)
+            delta = (par["dwmin_up"] * (n_up + sigma * n_up.sqrt() * xi[0])
+                     - par["dwmin_down"] * (n_down + sigma * n_down.sqrt() * xi[1]))
             w = torch.where(safe, w + delta, w)
             sequential = touched & ~safe
-        if bool(sequential.any()):
-            w = self._pulse_by_pulse(w, par, up, down, sequential)
-        store[:, r, c] = w
+        cells = sequential.nonzero()
+        if len(cells):
+            counts, direction = per_sample(fx, fd, x, d, cells)
+            w = w.index_put((cells[:, 0], cells[:, 1], cells[:, 2]),
+                            self._pulse_by_pulse(w[cells[:, 0], cells[:, 1], cells[:, 2]],
+                                                 {k: v[cells[:, 0], cells[:, 1], cells[:, 2]] for k, v in par.items()},
+                                                 counts, direction))
+        if whole:
+            if self.persistent is not None:
+                self.persistent = w
+            else:
+                self.W = w
+        else:
+            store[:, r, c] = w
         if self.persistent is not None:
             noise = self.write_noise * torch.randn(w.shape, generator=self.generator, device=w.device)
             self.W[:, r, c] = torch.where(touched, w + noise, self.W[:, r, c])
 
-    def _pulse_by_pulse(self, w: torch.Tensor, par: dict[str, torch.Tensor], up: torch.Tensor,
-                        down: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        """Each selected cell's pulses one at a time, sample after sample (exact for every device)."""
-        flat = cells.reshape(-1).nonzero().squeeze(1)                       # (K,)
-        B = up.shape[1]
-        cnt_up = up.transpose(0, 1).reshape(B, -1)[:, flat]                 # (B, K)
-        cnt_down = down.transpose(0, 1).reshape(B, -1)[:, flat]
-        count = (cnt_up + cnt_down).to(torch.int64)
-        sign = torch.where(cnt_up > 0, 1.0, torch.where(cnt_down > 0, -1.0, 0.0))
-        cum = count.cumsum(0).T.contiguous()                                # (K, B)
+    def _pulse_by_pulse(self, w: torch.Tensor, par: dict[str, torch.Tensor], counts: torch.Tensor,
+                        direction: torch.Tensor) -> torch.Tensor:
+        """K cells' pulses (``counts`` (K, B) of ``direction`` ±1), one at a time, sample after sample
+        (exact for every device); constant-step cells by :func:`clipped_walk`."""
+        B = counts.shape[1]
+        count = counts.to(torch.int64)
+        cum = count.cumsum(1)                                              # (K, B)
         total = cum[:, -1]
         length = int(total.max())
-        pos = torch.arange(length, device=w.device).expand(len(flat), length).contiguous()
-        sample = torch.searchsorted(cum, pos, right=True).clamp(max=B - 1)  # (K, L): which sample's pulse
-        seq = torch.gather(sign.T, 1, sample) * (pos < total.unsqueeze(1))  # (K, L) in {-1, 0, +1}
-        w_sub = w.reshape(-1)[flat]
-        par_sub = {k: v.reshape(-1)[flat] for k, v in par.items()}
+        pos = torch.arange(length, device=w.device).expand(len(w), length).contiguous()
+        sample = torch.searchsorted(cum, pos, right=True).clamp(max=B - 1)  # (K, L): whose pulse it is
+        seq = torch.gather(direction, 1, sample) * (pos < total.unsqueeze(1))  # (K, L) in {-1, 0, +1}
         if self.spec.response == "constant_step":
-            w_sub = clipped_walk(self.spec, w_sub, seq, par_sub, self.generator)
-        else:
-            for step in range(length):
-                w_sub = devices.pulse(self.spec, w_sub, seq[:, step], par_sub, self.generator)
-        out = w.reshape(-1).clone()
-        out[flat] = w_sub
-        return out.view_as(w)
+            return clipped_walk(self.spec, w, seq, par, self.generator)
+        for step in range(length):
+            w = devices.pulse(self.spec, w, seq[:, step], par, self.generator)
+        return w
 
     # ------------------------------------------------------------------ experimenter's verbs
     def _one(self, t: torch.Tensor) -> torch.Tensor:

@@ -46,33 +46,66 @@ def management(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desir
     return bl, a0 * torch.sqrt(xs / ds), a0 * torch.sqrt(ds / xs)
 
 
-def coincidences(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_bl: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Signed coincidence counts of one update: ``(up, down)`` pulses per sample and cell,
-    each (P, B, out, in) float, from ``x`` (P, B, in) and ``d`` (P, B, out).
-
-    Only ``max BL`` slots of the batch are drawn; slots past a sample's own BL are masked off.
-    """
+def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_bl: int,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The Bernoulli pulse trains of one update: ``(X, D)`` as 0/1 floats, (P, B, K, in) and
+    (P, B, K, out), K = the batch's largest BL (slots past a sample's own BL are 0); None when no
+    sample sends a pulse. ``x`` (P, B, in), ``d`` (P, B, out)."""
     if lr < 0:
         raise ValueError(f"lr {lr}: a pulsed update needs lr >= 0")
+    if lr == 0:
+        return None
     P, B, n_in = x.shape
     n_out = d.shape[-1]
-    zeros = x.new_zeros(P, B, n_out, n_in)
-    if lr == 0:
-        return zeros, zeros
     bl, A, Bp = management(x, d, lr, dw_min, desired_bl)
     slots = int(bl.max()) if bl.numel() else 0
     if slots == 0:
+        return None
+    live = (torch.arange(slots, device=x.device).view(1, 1, slots) < bl.unsqueeze(-1)).unsqueeze(-1)  # (P, B, K, 1)
+    px = (Bp.unsqueeze(-1) * x.abs()).clamp(max=1.0).unsqueeze(2)                                     # (P, B, 1, in)
+    pd = (A.unsqueeze(-1) * d.abs()).clamp(max=1.0).unsqueeze(2)
+    fx = (torch.rand(P, B, slots, n_in, generator=generator, device=x.device, dtype=x.dtype) < px) & live
+    fd = (torch.rand(P, B, slots, n_out, generator=generator, device=x.device, dtype=x.dtype) < pd) & live
+    return fx.to(x.dtype), fd.to(x.dtype)
+
+
+def totals(fx: torch.Tensor, fd: torch.Tensor, x: torch.Tensor, d: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's total up and down pulses per cell, (P, out, in) each, in one matmul of the
+    trains split by sign: down where ``sign(x) sign(d) > 0``."""
+    P, B, K, n_in = fx.shape
+    n_out = fd.shape[-1]
+    xp, dp = (x > 0).to(x.dtype).unsqueeze(2), (d > 0).to(d.dtype).unsqueeze(2)
+    X = torch.cat([fx * xp, fx * (1 - xp)], -1).reshape(P, B * K, 2 * n_in)
+    D = torch.cat([fd * dp, fd * (1 - dp)], -1).reshape(P, B * K, 2 * n_out)
+    C = D.transpose(1, 2) @ X                                                                     # (P, 2 out, 2 in)
+    down = C[:, :n_out, :n_in] + C[:, n_out:, n_in:]
+    up = C[:, :n_out, n_in:] + C[:, n_out:, :n_in]
+    return up, down
+
+
+def per_sample(fx: torch.Tensor, fd: torch.Tensor, x: torch.Tensor, d: torch.Tensor, cells: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coincidences of each sample at the cells ``cells`` (K, 3) of (p, i, j) indices: counts
+    (K, B) and pulse direction (K, B) in {+1 up, -1 down}."""
+    p, i, j = cells.unbind(1)
+    n = (fd[p, :, :, i] * fx[p, :, :, j]).sum(-1)                                                 # (K, B)
+    direction = -(torch.sign(d[p, :, i]) * torch.sign(x[p, :, j]))
+    return n, direction
+
+
+def coincidences(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_bl: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample and cell ``(up, down)`` coincidence counts, each (P, B, out, in) (for checks; the
+    engine uses :func:`totals` and :func:`per_sample`)."""
+    P, B, n_in = x.shape
+    zeros = x.new_zeros(P, B, d.shape[-1], n_in)
+    t = trains(x, d, lr, dw_min, desired_bl, generator)
+    if t is None:
         return zeros, zeros
-    live = torch.arange(slots, device=x.device).view(1, 1, slots) < bl.unsqueeze(-1)        # (P, B, K)
-    px = (Bp.unsqueeze(-1) * x.abs()).clamp(max=1.0)                                           # (P, B, in)
-    pd = (A.unsqueeze(-1) * d.abs()).clamp(max=1.0)                                            # (P, B, out)
-    fx = (torch.rand(P, B, slots, n_in, generator=generator, device=x.device, dtype=x.dtype) < px.unsqueeze(2))
-    fd = (torch.rand(P, B, slots, n_out, generator=generator, device=x.device, dtype=x.dtype) < pd.unsqueeze(2))
-    fx = (fx & live.unsqueeze(-1)).to(x.dtype)
-    fd = (fd & live.unsqueeze(-1)).to(x.dtype)
-    n = fd.transpose(-1, -2) @ fx                                                              # (P, B, out, in)
-    same = (torch.sign(d).unsqueeze(-1) * torch.sign(x).unsqueeze(-2)) > 0                    # sign(x)sign(d) > 0
+    fx, fd = t
+    n = fd.transpose(-1, -2) @ fx
+    same = (torch.sign(d).unsqueeze(-1) * torch.sign(x).unsqueeze(-2)) > 0
     return torch.where(same, zeros, n), torch.where(same, n, zeros)
 
 
