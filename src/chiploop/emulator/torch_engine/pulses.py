@@ -48,9 +48,10 @@ def management(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desir
 
 def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_bl: int,
            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The Bernoulli pulse trains of one update: ``(X, D)`` as 0/1 floats, (P, B, K, in) and
-    (P, B, K, out), K = the batch's largest BL (slots past a sample's own BL are 0); None when no
-    sample sends a pulse. ``x`` (P, B, in), ``d`` (P, B, out)."""
+    """The Bernoulli pulse trains of one update, signed: ``(X, D)`` with entries ``sign(x_j)`` (or
+    ``sign(d_i)``) where the line fires and 0 elsewhere, (P, B, K, in) and (P, B, K, out), K = the
+    batch's largest BL. Slots past a sample's own BL are cleared on the output lines only (a
+    coincidence needs both lines). None when no sample sends a pulse. ``x`` (P, B, in), ``d`` (P, B, out)."""
     if lr < 0:
         raise ValueError(f"lr {lr}: a pulsed update needs lr >= 0")
     if lr == 0:
@@ -61,27 +62,27 @@ def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_b
     slots = int(bl.max()) if bl.numel() else 0
     if slots == 0:
         return None
-    live = (torch.arange(slots, device=x.device).view(1, 1, slots) < bl.unsqueeze(-1)).unsqueeze(-1)  # (P, B, K, 1)
-    px = (Bp.unsqueeze(-1) * x.abs()).clamp(max=1.0).unsqueeze(2)                                     # (P, B, 1, in)
-    pd = (A.unsqueeze(-1) * d.abs()).clamp(max=1.0).unsqueeze(2)
-    fx = (torch.rand(P, B, slots, n_in, generator=generator, device=x.device, dtype=x.dtype) < px) & live
-    fd = (torch.rand(P, B, slots, n_out, generator=generator, device=x.device, dtype=x.dtype) < pd) & live
-    return fx.to(x.dtype), fd.to(x.dtype)
+    live = torch.arange(slots, device=x.device).view(1, 1, slots, 1) < bl.view(P, B, 1, 1)       # (P, B, K, 1)
+    px = (Bp.unsqueeze(-1) * x.abs()).clamp(max=1.0).unsqueeze(2)                                 # (P, B, 1, in)
+    pd = (A.unsqueeze(-1) * d.abs()).clamp(max=1.0).unsqueeze(2) * live                          # (P, B, K, out)
+    zero = x.new_zeros(())
+    fx = torch.where(torch.rand(P, B, slots, n_in, generator=generator, device=x.device, dtype=x.dtype) < px,
+                     torch.sign(x).unsqueeze(2), zero)
+    fd = torch.where(torch.rand(P, B, slots, n_out, generator=generator, device=x.device, dtype=x.dtype) < pd,
+                     torch.sign(d).unsqueeze(2), zero)
+    return fx, fd
 
 
 def totals(fx: torch.Tensor, fd: torch.Tensor, x: torch.Tensor, d: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch's total up and down pulses per cell, (P, out, in) each, in one matmul of the
-    trains split by sign: down where ``sign(x) sign(d) > 0``."""
+    """The batch's total up and down pulses per cell, (P, out, in) each, from two matmuls of the
+    signed trains: ``S = Σ D^T X`` (down minus up: down where ``sign(x) sign(d) > 0``) and
+    ``N = Σ |D|^T |X|`` (all pulses)."""
     P, B, K, n_in = fx.shape
-    n_out = fd.shape[-1]
-    xp, dp = (x > 0).to(x.dtype).unsqueeze(2), (d > 0).to(d.dtype).unsqueeze(2)
-    X = torch.cat([fx * xp, fx * (1 - xp)], -1).reshape(P, B * K, 2 * n_in)
-    D = torch.cat([fd * dp, fd * (1 - dp)], -1).reshape(P, B * K, 2 * n_out)
-    C = D.transpose(1, 2) @ X                                                                     # (P, 2 out, 2 in)
-    down = C[:, :n_out, :n_in] + C[:, n_out:, n_in:]
-    up = C[:, :n_out, n_in:] + C[:, n_out:, :n_in]
-    return up, down
+    X, D = fx.reshape(P, B * K, n_in), fd.reshape(P, B * K, -1)
+    signed = D.transpose(1, 2) @ X
+    total = D.abs().transpose(1, 2) @ X.abs()
+    return (total - signed) * 0.5, (total + signed) * 0.5
 
 
 def per_sample(fx: torch.Tensor, fd: torch.Tensor, x: torch.Tensor, d: torch.Tensor, cells: torch.Tensor
@@ -89,7 +90,7 @@ def per_sample(fx: torch.Tensor, fd: torch.Tensor, x: torch.Tensor, d: torch.Ten
     """Coincidences of each sample at the cells ``cells`` (K, 3) of (p, i, j) indices: counts
     (K, B) and pulse direction (K, B) in {+1 up, -1 down}."""
     p, i, j = cells.unbind(1)
-    n = (fd[p, :, :, i] * fx[p, :, :, j]).sum(-1)                                                 # (K, B)
+    n = (fd[p, :, :, i] * fx[p, :, :, j]).abs().sum(-1)                                           # (K, B)
     direction = -(torch.sign(d[p, :, i]) * torch.sign(x[p, :, j]))
     return n, direction
 
@@ -104,7 +105,7 @@ def coincidences(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, des
     if t is None:
         return zeros, zeros
     fx, fd = t
-    n = fd.transpose(-1, -2) @ fx
+    n = fd.abs().transpose(-1, -2) @ fx.abs()
     same = (torch.sign(d).unsqueeze(-1) * torch.sign(x).unsqueeze(-2)) > 0
     return torch.where(same, zeros, n), torch.where(same, n, zeros)
 
