@@ -246,3 +246,36 @@ def test_without_an_output_bound_there_is_no_adc():
     xb.program(torch.tensor([[0.5, 0.25]]))
     y = xb.forward(torch.tensor([[1.0, 0.3]]))
     assert float(y) == pytest.approx(0.5 + 0.25 * round(0.3 * 63) / 63, abs=1e-6)
+
+
+def test_bench_engine_runs_its_cpu_path_and_says_when_there_is_no_cuda(monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+    bench = Path(__file__).parent.parent / "benchmarks" / "bench_engine.py"
+    monkeypatch.setattr(sys, "argv", ["bench_engine.py", "--sizes", "64", "8", "10", "--repeats", "2", "--epochs", "1",
+                                      "--run-repeats", "1", "--population", "2"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(bench), run_name="__main__")
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    assert "1. training step" in out and "2. torch-engine run" in out and "3. P = 2 chips" in out
+    monkeypatch.setattr(sys, "argv", ["bench_engine.py", "--cuda"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(bench), run_name="__main__")
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    if not torch.cuda.is_available():
+        assert "no CUDA device" in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_engine_runs_on_cuda_with_the_same_exact_reads():
+    spec = torch_device("constant-step", engine_device="cuda", read_noise=0.0, dac_bits=0, adc_bits=0, out_bound=0.0)
+    xb = make_crossbar(spec, 6, 9, seed=1)
+    W = torch.rand(6, 9) * 0.2 - 0.1
+    xb.program(W)
+    x = torch.rand(5, 9)
+    assert torch.allclose(xb.forward(x).cpu(), x @ xb.weights().cpu().T, atol=1e-5)
+    xb.update(x, torch.randn(5, 6) * 0.1, 0.1)
+    assert xb.weights().device.type == "cuda"
