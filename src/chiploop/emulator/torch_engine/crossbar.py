@@ -19,7 +19,9 @@ after every pulse). For constant_step, a cell that cannot reach a bound within t
 distance to both bounds exceeds ``max(dwmin) (n + 6.5 σ √n)`` for its n pulses: the drift of n
 steps plus 6.5 standard deviations of the noise's running sum, reached with probability
 < 1e-10) gets the batch's pulses in closed form, ``Δw = dwmin_up (N_up + σ √N_up ξ₁) - dwmin_down (N_down + σ √N_down ξ₂)``,
-equal in distribution to the sum of its per-pulse steps; the others go pulse by pulse.
+equal in distribution to the sum of its per-pulse steps. Other cells of affine devices
+(constant_step, linear_step, soft_bounds: each pulse is ``w -> clip(α w + a, lo, hi)``) get all their
+pulses as one composed map (:func:`compose`, log2 L steps); exp_step and pow_step go pulse by pulse.
 """
 
 from __future__ import annotations
@@ -48,35 +50,47 @@ def _blocks(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def clipped_walk(spec: DeviceSpec, w: torch.Tensor, seq: torch.Tensor, par: dict[str, torch.Tensor],
-                 g: torch.Generator) -> torch.Tensor:
-    """Constant-step pulses ``seq`` (K, L) in {-1, 0, +1} on K cells, each clipped at the bounds, in
-    log2(L) vectorised steps instead of L.
+def compose(alpha: torch.Tensor, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The composition, in order along the last axis, of the maps ``f_t(w) = clip(α_t w + a_t, l_t, u_t)``
+    (α_t > 0), as one map of the same form, in log2(L) vectorised steps.
 
-    One pulse is the map ``f(w) = clip(w + s, lo, hi)`` with its step ``s = ±dwmin (1 + σ ξ)``; maps
-    of the form ``clip(w + a, l, u)`` are closed under composition,
-    ``g∘f = clip(w + a_f + a_g, clip(l_f + a_g, l_g, u_g), clip(u_f + a_g, l_g, u_g))``, so the
-    composition of all L pulses is reduced pairwise in order (no pulse: ``a = 0, l = -inf, u = inf``).
-    Exact: the same per-pulse steps and clipping as pulse by pulse.
+    With ``α_g > 0``, ``g∘f(w) = clip(α_g α_f w + α_g a_f + a_g, clip(α_g l_f + a_g, l_g, u_g),
+    clip(α_g u_f + a_g, l_g, u_g))``; the identity is ``(1, 0, -inf, inf)``.
     """
-    K, L = seq.shape
-    xi = torch.randn(K, L, generator=g, device=w.device)
-    scale = torch.where(seq > 0, par["dwmin_up"].unsqueeze(1), par["dwmin_down"].unsqueeze(1))
-    a = seq * scale * (1 + spec.dw_min_std * xi)
-    live = seq != 0
-    inf = torch.full_like(a, float("inf"))
-    lo = torch.where(live, par["min_bound"].unsqueeze(1).expand(K, L), -inf)
-    hi = torch.where(live, par["max_bound"].unsqueeze(1).expand(K, L), inf)
-    while a.shape[1] > 1:
-        if a.shape[1] % 2:
+    K = alpha.shape[0]
+    while alpha.shape[1] > 1:
+        if alpha.shape[1] % 2:
+            alpha = torch.cat([alpha, alpha.new_ones(K, 1)], 1)
             a = torch.cat([a, a.new_zeros(K, 1)], 1)
             lo = torch.cat([lo, lo.new_full((K, 1), -float("inf"))], 1)
             hi = torch.cat([hi, hi.new_full((K, 1), float("inf"))], 1)
-        af, ag, lf, lg, uf, ug = a[:, 0::2], a[:, 1::2], lo[:, 0::2], lo[:, 1::2], hi[:, 0::2], hi[:, 1::2]
-        a = af + ag
-        lo = torch.minimum(torch.maximum(lf + ag, lg), ug)
-        hi = torch.minimum(torch.maximum(uf + ag, lg), ug)
-    return torch.minimum(torch.maximum(w + a[:, 0], lo[:, 0]), hi[:, 0])
+        af, ag, gf, gg = a[:, 0::2], a[:, 1::2], alpha[:, 0::2], alpha[:, 1::2]
+        lf, lg, uf, ug = lo[:, 0::2], lo[:, 1::2], hi[:, 0::2], hi[:, 1::2]
+        alpha, a = gg * gf, gg * af + ag
+        lo = torch.minimum(torch.maximum(gg * lf + ag, lg), ug)
+        hi = torch.minimum(torch.maximum(gg * uf + ag, lg), ug)
+    return alpha[:, 0], a[:, 0], lo[:, 0], hi[:, 0]
+
+
+def affine_walk(spec: DeviceSpec, w: torch.Tensor, seq: torch.Tensor, par: dict[str, torch.Tensor],
+                xi: torch.Tensor) -> torch.Tensor | None:
+    """Pulses ``seq`` (K, L) in {-1, 0, +1} on K cells of an affine device (constant_step,
+    linear_step, soft_bounds), each clipped at the bounds, by :func:`compose`: exact, the same
+    per-pulse steps and clips as pulse by pulse, with noise ``xi`` (K, L). None if a pulse's slope
+    α is not positive (then the caller goes pulse by pulse)."""
+    alpha, a = devices.affine(spec, seq, par, xi)
+    if not bool((alpha > 0).all()):
+        return None
+    live = seq != 0
+    K, L = seq.shape
+    lo = torch.where(live, par["min_bound"].unsqueeze(1).expand(K, L), -float("inf"))
+    hi = torch.where(live, par["max_bound"].unsqueeze(1).expand(K, L), float("inf"))
+    ref = par.get("reference") if spec.response == "soft_bounds" else None
+    v = w if ref is None else w + ref
+    alpha, a, lo, hi = compose(alpha, a, lo, hi)
+    v = torch.minimum(torch.maximum(alpha * v + a, lo), hi)
+    return v if ref is None else v - ref
 
 
 @dataclass(eq=False)
@@ -204,7 +218,7 @@ class TorchCrossbar:
     def _pulse_by_pulse(self, w: torch.Tensor, par: dict[str, torch.Tensor], counts: torch.Tensor,
                         direction: torch.Tensor) -> torch.Tensor:
         """K cells' pulses (``counts`` (K, B) of ``direction`` ±1), one at a time, sample after sample
-        (exact for every device); constant-step cells by :func:`clipped_walk`."""
+        (exact for every device); affine devices by :func:`affine_walk`."""
         B = counts.shape[1]
         count = counts.to(torch.int64)
         cum = count.cumsum(1)                                              # (K, B)
@@ -213,10 +227,13 @@ class TorchCrossbar:
         pos = torch.arange(length, device=w.device).expand(len(w), length).contiguous()
         sample = torch.searchsorted(cum, pos, right=True).clamp(max=B - 1)  # (K, L): whose pulse it is
         seq = torch.gather(direction, 1, sample) * (pos < total.unsqueeze(1))  # (K, L) in {-1, 0, +1}
-        if self.spec.response == "constant_step":
-            return clipped_walk(self.spec, w, seq, par, self.generator)
+        xi = torch.randn(seq.shape, generator=self.generator, device=w.device)
+        if self.spec.response in devices.AFFINE:
+            walked = affine_walk(self.spec, w, seq, par, xi)
+            if walked is not None:
+                return walked
         for step in range(length):
-            w = devices.pulse(self.spec, w, seq[:, step], par, self.generator)
+            w = devices.pulse(self.spec, w, seq[:, step], par, self.generator, xi[:, step])
         return w
 
     # ------------------------------------------------------------------ experimenter's verbs

@@ -146,12 +146,45 @@ def populate(spec: DeviceSpec, shape: tuple[int, ...], g: torch.Generator, devic
     return par
 
 
-def pulse(spec: DeviceSpec, w: torch.Tensor, sign: torch.Tensor, par: dict[str, torch.Tensor],
-          g: torch.Generator) -> torch.Tensor:
-    """One pulse on every cell with ``sign`` +1 (up) or -1 (down); cells with sign 0 stay. All
-    tensors of one shape (the cells being pulsed); returns the new (persistent) weights."""
+AFFINE = ("constant_step", "linear_step", "soft_bounds")
+
+
+def affine(spec: DeviceSpec, sign: torch.Tensor, par: dict[str, torch.Tensor], xi: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Devices whose pulse is an affine map before the clip, ``w -> clip(α w + a, lo, hi)`` (in the
+    shifted variable ``v = w + ρ`` for soft_bounds): ``(α, a)`` for pulses ``sign`` (K, L) with
+    noise ``xi`` (K, L); par entries are (K,). Pulses with sign 0 give the identity's (1, 0)."""
     s = shape_of(spec)
-    xi = torch.randn(w.shape, generator=g, device=w.device, dtype=w.dtype)
+    sigma = spec.dw_min_std
+    up = sign > 0
+    col = {k: v.unsqueeze(1) for k, v in par.items()}
+    scale = torch.where(up, col["dwmin_up"], col["dwmin_down"])
+    noisy = 1 + sigma * xi
+    if spec.response == "constant_step":
+        alpha, a = torch.ones_like(xi), sign * scale * noisy
+    elif spec.response == "linear_step":
+        slope = torch.where(up, col["slope_up"], col["slope_down"])
+        alpha = 1 + sign * slope * (noisy if s["mult_noise"] else 1.0)
+        a = sign * scale * noisy
+    elif spec.response == "soft_bounds":
+        hi, lo = col["max_bound"], col["min_bound"]
+        inv = torch.where(up, torch.where(hi > 0, 1 / hi, 0.0), torch.where(lo < 0, 1 / lo, 0.0))
+        alpha = 1 - sign * scale * inv * (noisy if s["mult_noise"] else 1.0)
+        a = sign * scale * noisy
+    else:
+        raise ValueError(f"response {spec.response!r} is not affine")
+    live = sign != 0
+    return torch.where(live, alpha, 1.0), torch.where(live, a, 0.0)
+
+
+def pulse(spec: DeviceSpec, w: torch.Tensor, sign: torch.Tensor, par: dict[str, torch.Tensor],
+          g: torch.Generator, xi: torch.Tensor | None = None) -> torch.Tensor:
+    """One pulse on every cell with ``sign`` +1 (up) or -1 (down); cells with sign 0 stay. All
+    tensors of one shape (the cells being pulsed); returns the new (persistent) weights. ``xi``: the
+    pulse noise (drawn from ``g`` when not given)."""
+    s = shape_of(spec)
+    if xi is None:
+        xi = torch.randn(w.shape, generator=g, device=w.device, dtype=w.dtype)
     sigma = spec.dw_min_std
     upward = sign > 0
     hi, lo = par["max_bound"], par["min_bound"]
