@@ -282,3 +282,26 @@ def test_the_engine_runs_on_cuda_with_the_same_exact_reads():
     assert torch.allclose(xb.forward(x).cpu(), x @ xb.weights().cpu().T, atol=1e-5)
     xb.update(x, torch.randn(5, 6) * 0.1, 0.1)
     assert xb.weights().device.type == "cuda"
+
+
+@pytest.mark.parametrize("preset", __import__("chiploop.devices.spec", fromlist=["preset_names"]).preset_names())
+def test_every_shipped_preset_runs_on_the_torch_engine_or_is_refused_by_name(preset):
+    base = load_device(preset)
+    if base.algorithm not in ("float", "sgd") or base.drift.model != "none":
+        with pytest.raises(SpecError, match="on engine torch"):
+            torch_device(preset)
+        return
+    spec = torch_device(preset)
+    xb = make_crossbar(spec, 5, 7, ideal=spec.is_float, name="layer0", seed=1)
+    g = torch.Generator().manual_seed(0)
+    xb.program(torch.rand(5, 7, generator=g) * 0.2 - 0.1)
+    x, d = torch.rand(4, 7, generator=g), torch.randn(4, 5, generator=g) * 0.3
+    assert xb.forward(x).shape == (4, 5) and xb.backward(d).shape == (4, 7)
+    before = xb.weights()
+    copy = xb.clone()
+    copy.update(x, d, 0.1)
+    copy.post_update_step()
+    assert not torch.equal(copy.weights(), before) and torch.equal(xb.weights(), before)
+    copy.restore(xb)
+    assert torch.equal(copy.weights(), before)
+    assert torch.isfinite(xb.read_weights()).all()
