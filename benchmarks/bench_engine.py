@@ -30,8 +30,15 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from timing import interleaved_medians  # noqa: E402  benchmarks/timing.py
 
 
-def _batch(run: Run, size: int):
-    return run.task.x_train[:size], run.task.y_train[:size]
+def _batches(run: Run, size: int):
+    """The training set's mini-batches in order, round and round (every timed step sees new data)."""
+    x, y = run.task.x_train, run.task.y_train
+    starts = list(range(0, len(x) - size + 1, size))
+    i = 0
+    while True:
+        s = starts[i % len(starts)]
+        i += 1
+        yield x[s:s + size], y[s:s + size]
 
 
 def step_ratio(device: str, sizes: list[int], repeats: int, lr: float) -> tuple[float, float]:
@@ -40,9 +47,9 @@ def step_ratio(device: str, sizes: list[int], repeats: int, lr: float) -> tuple[
         spec = experiment_from_data({"device": {"preset": device, "engine": engine}, "model": {"sizes": sizes},
                                      "lr": lr, "epochs": 1})
         runs[engine] = Run.build(spec)
-    x, y = _batch(runs["torch"], 32)
-    t_a, t_t = interleaved_medians([lambda: runs["aihwkit"].learner.step(x, y, lr),
-                                    lambda: runs["torch"].learner.step(x, y, lr)], repeats)
+    data = {engine: _batches(run, 32) for engine, run in runs.items()}
+    t_a, t_t = interleaved_medians([lambda: runs["aihwkit"].learner.step(*next(data["aihwkit"]), lr),
+                                    lambda: runs["torch"].learner.step(*next(data["torch"]), lr)], repeats)
     return t_a, t_t
 
 
@@ -84,16 +91,16 @@ def population_ratio(device: str, sizes: list[int], population: int, repeats: in
         xb.program(W)
     pop = [xb.expand(population) for xb in pop]
     run = Run.build(experiment_from_data({"device": "ideal", "model": {"sizes": sizes}, "epochs": 1}))
-    x, y = _batch(run, 32)
-    xp = x.to(engine_device).expand(population, -1, -1)
-    yp = y.to(engine_device)
+    seq_data, pop_data = _batches(run, 32), _batches(run, 32)
 
     def sequential_step():
+        x, y = next(seq_data)
         for layers in chips:
             _mlp_step(layers, x, y, lr)
 
     def population_step():
-        _mlp_step(pop, xp, yp, lr)
+        x, y = next(pop_data)
+        _mlp_step(pop, x.to(engine_device).expand(population, -1, -1), y.to(engine_device), lr)
         if engine_device != "cpu":
             torch.cuda.synchronize()
 
@@ -105,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="constant-step", help="device preset (default constant-step)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 64, 10])
     ap.add_argument("--lr", type=float, default=0.3)
-    ap.add_argument("--repeats", type=int, default=20, help="interleaved repeats of each timed step")
-    ap.add_argument("--epochs", type=int, default=3, help="epochs of the diagnostics comparison")
-    ap.add_argument("--run-repeats", type=int, default=3, help="repeats of the diagnostics comparison runs")
+    ap.add_argument("--repeats", type=int, default=45, help="interleaved repeats of each timed step (45: one epoch)")
+    ap.add_argument("--epochs", type=int, default=5, help="epochs of the diagnostics comparison")
+    ap.add_argument("--run-repeats", type=int, default=5, help="repeats of the diagnostics comparison runs")
     ap.add_argument("--population", type=int, default=32)
     ap.add_argument("--cuda", action="store_true", help="P = 1,024 chips on CUDA against one aihwkit CPU chip")
     args = ap.parse_args(argv)

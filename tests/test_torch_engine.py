@@ -187,11 +187,15 @@ def test_read_statistics_match_aihwkit():
         assert max(row["forward_var_err"], row["backward_var_err"]) <= 0.10, row
 
 
+VARIANT = {"up_down": 0.2, "dw_min_std": 1.0, "dw_min_dtod": 0.1, "w_bound_dtod": 0.1}  # 2nd parameter setting
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("device", list(CASES))
-@pytest.mark.parametrize("start", ["middle", "edge"])
-def test_update_statistics_match_aihwkit_every_device(device, start):
-    spec = load_device(CASES[device])
+@pytest.mark.parametrize("setting, start", [("preset", "middle"), ("preset", "edge"), ("variant", "middle")])
+def test_update_statistics_match_aihwkit_every_device(device, setting, start):
+    data = {"preset": CASES[device]} if isinstance(CASES[device], str) else dict(CASES[device])
+    spec = load_device({**data, **(VARIANT if setting == "variant" else {})})
     row = update_match(spec, repeats=8000 if spec.dw_min_std > 1 else 4000, pulses=25, start=start)
     for key in ("mean_err", "persistent_mean_err"):
         assert row.get(key, 0) <= 0.05, row
