@@ -161,6 +161,22 @@ def test_population_expand_is_one_program_of_independent_copies():
     assert ((dW.mean(0) + 0.01 * d.T @ x).abs() <= 5 * standard_error + 1e-6).all()   # unbiased
 
 
+def test_stack_and_member_move_chips_in_and_out_of_a_population():
+    spec = torch_device("reram-sb", read_noise=0.0, dac_bits=0, adc_bits=0, out_bound=0.0)
+    chips = [make_crossbar(spec, 3, 5, name="layer0", seed=s) for s in range(4)]
+    g = torch.Generator().manual_seed(0)
+    for c in chips:
+        c.program(torch.rand(3, 5, generator=g) * 0.2 - 0.1)
+    pop = TorchCrossbar.stack(chips)
+    assert pop.population == 4
+    x = torch.rand(4, 2, 5, generator=g)
+    assert torch.allclose(pop.forward(x), torch.stack([c.forward(x[p]) for p, c in enumerate(chips)]), atol=1e-6)
+    pop.update(x, torch.randn(4, 2, 3, generator=g), 0.1)
+    one = pop.member(2)
+    assert torch.equal(one.weights(), pop.weights()[2]) and torch.equal(one.par["max_bound"], chips[2].par["max_bound"])
+    assert torch.equal(one.persistent[0], pop.persistent[2])
+
+
 def test_chip_with_torch_crossbars_trains_through_the_usual_verbs():
     spec = torch_device("ecram")
     chip = Chip(factory=lambda n, o, i: make_crossbar(spec, o, i, name=n, seed=1))

@@ -141,6 +141,8 @@ class TorchCrossbar:
 
     # ------------------------------------------------------------------ reads
     def _read(self, v: torch.Tensor, transposed: bool) -> torch.Tensor:
+        """Reads come back on the caller's device (the engine may run on another)."""
+        device = v.device
         v, single = self._cast(v)
         size = self.spec.tile_size
         out_size, in_size = self.shape
@@ -153,7 +155,7 @@ class TorchCrossbar:
         else:
             y = torch.cat([sum(io.read(self.spec, self.W[:, r, c], v[..., r], self.generator, True) for r in rows)
                            for c in cols], -1)
-        return y[0] if single else y
+        return (y[0] if single else y).to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``W x`` read through the periphery: x (B, in) -> (B, out), or (P, B, in) -> (P, B, out)."""
@@ -238,7 +240,8 @@ class TorchCrossbar:
 
     # ------------------------------------------------------------------ experimenter's verbs
     def _one(self, t: torch.Tensor) -> torch.Tensor:
-        return t[0].clone() if self.population == 1 else t.clone()
+        """One chip's (out, in) or the population's (P, out, in), on the CPU (the experimenter's side)."""
+        return (t[0] if self.population == 1 else t).to("cpu", copy=True)
 
     def weights(self) -> torch.Tensor:
         """The apparent weights (out, in) (P = 1) or (P, out, in)."""
@@ -305,6 +308,28 @@ class TorchCrossbar:
         if c.persistent is not None:
             c.persistent = c.persistent.expand(population, -1, -1).clone()
         return c
+
+    @classmethod
+    def stack(cls, crossbars: list[TorchCrossbar]) -> TorchCrossbar:
+        """One population of the chips ``crossbars`` (same spec and shape; their own devices and
+        weights), stepped together; a generator of its own, seeded from theirs."""
+        first = crossbars[0]
+        if any(c.spec != first.spec or c.shape != first.shape for c in crossbars):
+            raise ValueError("stack needs crossbars of one spec and one shape")
+        seed = derive_seed("stack", tuple(c.seed for c in crossbars))
+        gen = torch.Generator(device=first.W.device)
+        gen.manual_seed(seed)
+        persistent = None if first.persistent is None else torch.cat([c.persistent for c in crossbars])
+        return cls(first.spec, torch.cat([c.W for c in crossbars]),
+                   {k: torch.cat([c.par[k] for c in crossbars]) for k in first.par}, gen, seed, persistent)
+
+    def member(self, p: int) -> TorchCrossbar:
+        """Chip ``p`` of the population as a crossbar of its own (a copy, with a generator of its own)."""
+        seed = derive_seed("member", self.seed, p)
+        gen = torch.Generator(device=self.W.device)
+        gen.manual_seed(seed)
+        return TorchCrossbar(self.spec, self.W[p:p + 1].clone(), {k: v[p:p + 1].clone() for k, v in self.par.items()},
+                             gen, seed, None if self.persistent is None else self.persistent[p:p + 1].clone())
 
     def post_update_step(self) -> None:
         """Per-batch decay ``w <- w · decay_scale`` of devices with a finite lifetime (reset bias 0)."""
