@@ -125,8 +125,8 @@ def populate(spec: DeviceSpec, shape: tuple[int, ...], g: torch.Generator, devic
             su, sd = su.abs(), sd.abs()
         ref_up = spec.w_max if s["mean_bound_reference"] else hi
         ref_down = spec.w_min if s["mean_bound_reference"] else lo
-        par["slope_up"] = -su * up / ref_up
-        par["slope_down"] = -sd * down / ref_down
+        par["slope_up"] = torch.where(torch.as_tensor(ref_up) != 0, -su * up / ref_up, 0.0)      # 0 at a 0 bound,
+        par["slope_down"] = torch.where(torch.as_tensor(ref_down) != 0, -sd * down / ref_down, 0.0)  # as aihwkit
     elif spec.response == "soft_bounds":
         ref = s["reference_mean"] + s["reference_std"] * normal()
         if s["subtract_symmetry_point"]:
