@@ -146,8 +146,9 @@ def test_same_seed_same_numbers_clones_independent_and_restore_exact():
     assert torch.equal(a.weights(), b.weights())
 
 
-def test_population_expand_is_one_program_of_independent_copies():
-    spec = torch_device("constant-step", dw_min_dtod=0.0, up_down_dtod=0.0, w_bound_dtod=0.0)
+@pytest.mark.parametrize("tile_size", [512, 4])   # 4: a 4x6 layer on a grid of tiles, each with its own management
+def test_population_expand_is_one_program_of_independent_copies(tile_size):
+    spec = torch_device("constant-step", dw_min_dtod=0.0, up_down_dtod=0.0, w_bound_dtod=0.0, tile_size=tile_size)
     xb = make_crossbar(spec, 4, 6, seed=2)
     xb.program(torch.full((4, 6), 0.05))
     pop = xb.expand(2000)
