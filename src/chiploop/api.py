@@ -51,23 +51,24 @@ def device(preset: str | Mapping[str, Any] = "ideal", **fields: Any) -> DeviceSp
     return load_device({**data, **fields})
 
 
-def _factory(on: str | Mapping[str, Any] | DeviceSpec):
+def _factory(on: str | Mapping[str, Any] | DeviceSpec, seed: int = 0):
     spec = on if isinstance(on, DeviceSpec) else device(on)
-    return chip_factory(spec, ideal=spec.is_float)
+    return chip_factory(spec, ideal=spec.is_float, seed=seed)
 
 
 def mlp(sizes: Sequence[int], activation: str = "relu", device: str | Mapping[str, Any] | DeviceSpec = "ideal",
         seed: int = 0) -> Network:
     """An MLP whose layers are crossbars of ``device`` (a new chip), weights drawn with ``seed``
     (:mod:`chiploop.emulator.networks.mlp`)."""
-    return MLPSpec(sizes=tuple(sizes), activation=activation).build(_factory(device), torch.Generator().manual_seed(seed))
+    spec = MLPSpec(sizes=tuple(sizes), activation=activation)
+    return spec.build(_factory(device, seed), torch.Generator().manual_seed(seed))
 
 
 def rnn(n_in: int, hidden: int, n_out: int, alpha: float = 0.5, activation: str = "relu", readout: str = "last",
         device: str | Mapping[str, Any] | DeviceSpec = "ideal", seed: int = 0) -> Network:
     """A leaky rate RNN on crossbars of ``device`` (:mod:`chiploop.emulator.networks.rnn`)."""
     spec = RNNSpec(n_in=n_in, hidden=hidden, n_out=n_out, alpha=alpha, activation=activation, readout=readout)
-    return spec.build(_factory(device), torch.Generator().manual_seed(seed))
+    return spec.build(_factory(device, seed), torch.Generator().manual_seed(seed))
 
 
 def rule(name: str, **options: Any) -> LearningRule:

@@ -145,6 +145,10 @@ class DeviceSpec(Spec):
                                     "(the chip ledger's estimate)")
     construction_seed: int = spec_field(0, doc="seed of the device-to-device draws; 0 draws new devices "
                                         "every time (aihwkit's convention)", low=0, high=2**31 - 1)
+    engine: Literal["aihwkit", "torch"] = spec_field(
+        "aihwkit", doc="simulator of the pulsed update and reads: aihwkit (its C++ tiles, clock-seeded noise) "
+        "or torch (chiploop's seeded, batched re-implementation of aihwkit's single devices)")
+    engine_device: str = spec_field("cpu", doc="torch device the torch engine runs on: cpu or cuda (cuda:N)")
     tile_size: int = spec_field(512, doc="largest crossbar (rows and columns); wider layers span "
                                 "several tiles", unit="cells", low=1, high=65536)
 
@@ -157,6 +161,14 @@ class DeviceSpec(Spec):
                 raise SpecError(name, 1, "0 (no quantisation) or 2 <= value <= 24")
         if self.w_min >= self.w_max:
             raise SpecError("w_min", self.w_min, f"less than w_max ({self.w_max})")
+        if not (self.engine_device == "cpu" or self.engine_device == "cuda"
+                or (self.engine_device.startswith("cuda:") and self.engine_device[5:].isdigit())):
+            raise SpecError("engine_device", self.engine_device, "cpu, cuda or cuda:N")
+        if self.engine == "torch" and self.algorithm not in ("float", "sgd"):
+            raise SpecError("algorithm", self.algorithm, "float or sgd on engine torch (Tiki-Taka, TTv2, "
+                            "c-TTv2, AGAD and mixed precision run only on engine aihwkit)")
+        if self.engine == "torch" and self.drift.model != "none":
+            raise SpecError("drift.model", self.drift.model, "none on engine torch (drift runs only on engine aihwkit)")
         if self.mirrors and self.mirrors not in MIRRORS:
             raise SpecError("mirrors", self.mirrors, "an aihwkit device class: " + ", ".join(sorted(MIRRORS)))
         if self.mirrors and MIRRORS[self.mirrors] != self.response:

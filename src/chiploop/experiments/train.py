@@ -56,7 +56,7 @@ class Run:
             remote = RemoteChip.from_spec(spec.chip, spec.device, ledger)
             factory = remote.factory
         else:
-            factory = metered(chip_factory(spec.device, spec.ideal_crossbars), ledger)
+            factory = metered(chip_factory(spec.device, spec.ideal_crossbars, spec.seed), ledger)
         try:
             with ledger.in_phase("setup"):  # making and programming the crossbars
                 network = spec.model.build(factory, generator)

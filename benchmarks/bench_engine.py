@@ -1,0 +1,146 @@
+"""The torch engine's cost against aihwkit's (issue #16, acceptance 4). Reported, never asserted.
+
+1. step: one training step (backprop, digits MLP 64-64-10, batch 32) on the torch engine ÷ on
+   aihwkit (target <= 1.5 on CPU);
+2. diagnostics: a torch-engine run with ``diagnostics: {every: 50, repeats: 8}`` ÷ without
+   (target <= 1.25);
+3. population: P = 32 chips (64-64-10, backprop by hand on the crossbar verbs) stepped as one
+   population program ÷ 32 aihwkit chips stepped one after the other: throughput ratio (target >= 2).
+
+``--cuda`` runs 3. with P = 1,024 chips on a CUDA device against one aihwkit CPU chip, or says that
+there is no CUDA device and exits 0.
+
+Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_engine.py [--device constant-step] [--cuda]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from chiploop.devices.spec import load_device
+from chiploop.emulator import make_crossbar
+from chiploop.experiments.spec import experiment_from_data
+from chiploop.experiments.train import Run, train
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from timing import interleaved_medians  # noqa: E402  benchmarks/timing.py
+
+
+def _batches(run: Run, size: int):
+    """The training set's mini-batches in order, round and round (every timed step sees new data)."""
+    x, y = run.task.x_train, run.task.y_train
+    starts = list(range(0, len(x) - size + 1, size))
+    i = 0
+    while True:
+        s = starts[i % len(starts)]
+        i += 1
+        yield x[s:s + size], y[s:s + size]
+
+
+def step_ratio(device: str, sizes: list[int], repeats: int, lr: float) -> tuple[float, float]:
+    runs = {}
+    for engine in ("aihwkit", "torch"):
+        spec = experiment_from_data({"device": {"preset": device, "engine": engine}, "model": {"sizes": sizes},
+                                     "lr": lr, "epochs": 1})
+        runs[engine] = Run.build(spec)
+    data = {engine: _batches(run, 32) for engine, run in runs.items()}
+    t_a, t_t = interleaved_medians([lambda: runs["aihwkit"].learner.step(*next(data["aihwkit"]), lr),
+                                    lambda: runs["torch"].learner.step(*next(data["torch"]), lr)], repeats)
+    return t_a, t_t
+
+
+def diagnostics_ratio(device: str, sizes: list[int], epochs: int, repeats: int, lr: float) -> tuple[float, float]:
+    base = {"device": {"preset": device, "engine": "torch"}, "model": {"sizes": sizes}, "lr": lr, "epochs": epochs}
+    plain = experiment_from_data(base)
+    probed = experiment_from_data({**base, "diagnostics": {"every": 50, "repeats": 8}})
+    return tuple(interleaved_medians([lambda: train(plain, progress=False), lambda: train(probed, progress=False)],
+                                     repeats))
+
+
+def _mlp_step(layers, x, y, lr):
+    """Backprop on crossbar verbs: x (..., B, in), y (B,) labels; works for one chip or a population."""
+    h = layers[0].forward(x)
+    a = torch.relu(h)
+    z = layers[1].forward(a)
+    e = (torch.softmax(z, -1) - torch.nn.functional.one_hot(y, z.shape[-1]).to(z)) / y.shape[0]
+    dh = layers[1].backward(e) * (h > 0)
+    layers[1].update(a, e, lr)
+    layers[0].update(x, dh, lr)
+
+
+def population_ratio(device: str, sizes: list[int], population: int, repeats: int, lr: float,
+                     engine_device: str = "cpu", sequential: int | None = None) -> tuple[float, float]:
+    """Seconds for ``sequential`` aihwkit chips one after the other, and for one population step."""
+    sequential = population if sequential is None else sequential
+    spec_a = load_device({"preset": device})
+    spec_t = load_device({"preset": device, "engine": "torch", "engine_device": engine_device})
+    g = torch.Generator().manual_seed(0)
+    Ws = [torch.randn(o, i, generator=g) / i ** 0.5 for i, o in zip(sizes[:-1], sizes[1:])]
+    chips = []
+    for c in range(sequential):
+        layers = [make_crossbar(spec_a, *W.shape, name=f"layer{k}") for k, W in enumerate(Ws)]
+        for xb, W in zip(layers, Ws):
+            xb.program(W)
+        chips.append(layers)
+    pop = [make_crossbar(spec_t, *W.shape, name=f"layer{k}", seed=1) for k, W in enumerate(Ws)]
+    for xb, W in zip(pop, Ws):
+        xb.program(W)
+    pop = [xb.expand(population) for xb in pop]
+    run = Run.build(experiment_from_data({"device": "ideal", "model": {"sizes": sizes}, "epochs": 1}))
+    seq_data, pop_data = _batches(run, 32), _batches(run, 32)
+
+    def sequential_step():
+        x, y = next(seq_data)
+        for layers in chips:
+            _mlp_step(layers, x, y, lr)
+
+    def population_step():
+        x, y = next(pop_data)
+        _mlp_step(pop, x.to(engine_device).expand(population, -1, -1), y.to(engine_device), lr)
+        if engine_device != "cpu":
+            torch.cuda.synchronize()
+
+    return tuple(interleaved_medians([sequential_step, population_step], repeats))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="constant-step", help="device preset (default constant-step)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 64, 10])
+    ap.add_argument("--lr", type=float, default=0.3)
+    ap.add_argument("--repeats", type=int, default=45, help="interleaved repeats of each timed step (45: one epoch)")
+    ap.add_argument("--epochs", type=int, default=5, help="epochs of the diagnostics comparison")
+    ap.add_argument("--run-repeats", type=int, default=5, help="repeats of the diagnostics comparison runs")
+    ap.add_argument("--population", type=int, default=32)
+    ap.add_argument("--cuda", action="store_true", help="P = 1,024 chips on CUDA against one aihwkit CPU chip")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.cuda:
+        if not torch.cuda.is_available():
+            print("no CUDA device on this machine: the --cuda comparison needs one; nothing run")
+            return 0
+        t_one, t_pop = population_ratio(args.device, args.sizes, 1024, args.repeats, args.lr, "cuda", sequential=1)
+        print(f"P = 1024 chips on CUDA, one step {t_pop * 1e3:.2f} ms; one aihwkit CPU chip {t_one * 1e3:.2f} ms; "
+              f"throughput ratio {1024 * t_one / t_pop:.1f}")
+        return 0
+    t = time.perf_counter()
+    t_a, t_t = step_ratio(args.device, args.sizes, args.repeats, args.lr)
+    print(f"{args.device}, MLP {'-'.join(map(str, args.sizes))}, batch 32, torch.set_num_threads(1)")
+    print(f"1. training step: aihwkit {t_a * 1e3:.2f} ms, torch engine {t_t * 1e3:.2f} ms, "
+          f"ratio {t_t / t_a:.2f} (target <= 1.5)")
+    t_plain, t_probed = diagnostics_ratio(args.device, args.sizes, args.epochs, args.run_repeats, args.lr)
+    print(f"2. torch-engine run of {args.epochs} epochs: without diagnostics {t_plain:.2f} s, with "
+          f"{{every: 50, repeats: 8}} {t_probed:.2f} s, ratio {t_probed / t_plain:.2f} (target <= 1.25)")
+    t_seq, t_pop = population_ratio(args.device, args.sizes, args.population, max(3, args.repeats // 4), args.lr)
+    print(f"3. P = {args.population} chips: {args.population} aihwkit steps one after the other {t_seq * 1e3:.1f} ms, "
+          f"one population step {t_pop * 1e3:.1f} ms, throughput ratio {t_seq / t_pop:.2f} (target >= 2)")
+    print(f"(bench took {time.perf_counter() - t:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

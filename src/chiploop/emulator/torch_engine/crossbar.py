@@ -1,0 +1,343 @@
+"""A crossbar on the torch engine: aihwkit 1.1.0's pulsed single devices and periphery, seeded and
+batched over a leading population axis.
+
+The state of P independent chips' copies of one crossbar sits in tensors with a leading axis P:
+apparent weights ``W`` (P, out, in), persistent weights (devices with write noise) and the
+device-to-device parameters of :func:`devices.populate`. One ``torch.Generator`` per crossbar draws
+every number: device draws from ``(construction_seed or run seed, name)``, cycle-to-cycle and read
+noise from ``(run seed, name)``, so the same spec and seed give the same run bit for bit. A clone
+gets a generator of its own, seeded from its parent's seed and a clone counter (the parent's
+stream does not move), so K clones give K independent realisations and a run with probes on takes
+the same training draws as one without.
+
+A layer wider than ``tile_size`` is cut into tiles as on aihwkit: each tile has its own update
+management and its own read periphery, block outputs are summed digitally.
+
+The pulsed update (docs/torch_engine.md): coincidence counts from :mod:`pulses`; then per cell its
+pulses in the order the samples come, each through :func:`devices.pulse` (clipped at the bounds
+after every pulse). For constant_step, a cell that cannot reach a bound within the batch (the
+distance to both bounds exceeds ``max(dwmin) (n + 6.5 σ √n)`` for its n pulses: the drift of n
+steps plus 6.5 standard deviations of the noise's running sum, reached with probability
+< 1e-10) gets the batch's pulses in closed form, ``Δw = dwmin_up (N_up + σ √N_up ξ₁) - dwmin_down (N_down + σ √N_down ξ₂)``,
+equal in distribution to the sum of its per-pulse steps. Other cells of affine devices
+(constant_step, linear_step, soft_bounds: each pulse is ``w -> clip(α w + a, lo, hi)``) get all their
+pulses as one composed map (:func:`compose`, log2 L steps); exp_step and pow_step go pulse by pulse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from chiploop.lazy import torch
+
+from chiploop.devices.spec import DeviceSpec
+from chiploop.emulator.torch_engine import devices, io
+from chiploop.emulator.torch_engine.pulses import per_sample, totals, trains
+
+# closed-form constant-step update only for cells whose pulse path stays inside the bounds but with
+# probability < 2 Φ(-6.5) ≈ 1e-10: drift at most n·dwmin, Gaussian noise partial sums bounded by the
+# reflection principle, P(max_t S_t > a) = 2 P(S_n > a)
+SAFE_SIGMAS = 6.5
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts (SHA-256 of their repr), the same in every process."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
+def _blocks(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def compose(alpha: torch.Tensor, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The composition, in order along the last axis, of the maps ``f_t(w) = clip(α_t w + a_t, l_t, u_t)``
+    (α_t > 0), as one map of the same form, in log2(L) vectorised steps.
+
+    With ``α_g > 0``, ``g∘f(w) = clip(α_g α_f w + α_g a_f + a_g, clip(α_g l_f + a_g, l_g, u_g),
+    clip(α_g u_f + a_g, l_g, u_g))``; the identity is ``(1, 0, -inf, inf)``.
+    """
+    K = alpha.shape[0]
+    while alpha.shape[1] > 1:
+        if alpha.shape[1] % 2:
+            alpha = torch.cat([alpha, alpha.new_ones(K, 1)], 1)
+            a = torch.cat([a, a.new_zeros(K, 1)], 1)
+            lo = torch.cat([lo, lo.new_full((K, 1), -float("inf"))], 1)
+            hi = torch.cat([hi, hi.new_full((K, 1), float("inf"))], 1)
+        af, ag, gf, gg = a[:, 0::2], a[:, 1::2], alpha[:, 0::2], alpha[:, 1::2]
+        lf, lg, uf, ug = lo[:, 0::2], lo[:, 1::2], hi[:, 0::2], hi[:, 1::2]
+        alpha, a = gg * gf, gg * af + ag
+        lo = torch.minimum(torch.maximum(gg * lf + ag, lg), ug)
+        hi = torch.minimum(torch.maximum(gg * uf + ag, lg), ug)
+    return alpha[:, 0], a[:, 0], lo[:, 0], hi[:, 0]
+
+
+def affine_walk(spec: DeviceSpec, w: torch.Tensor, seq: torch.Tensor, par: dict[str, torch.Tensor],
+                xi: torch.Tensor) -> torch.Tensor | None:
+    """Pulses ``seq`` (K, L) in {-1, 0, +1} on K cells of an affine device (constant_step,
+    linear_step, soft_bounds), each clipped at the bounds, by :func:`compose`: exact, the same
+    per-pulse steps and clips as pulse by pulse, with noise ``xi`` (K, L). None if a pulse's slope
+    α is not positive (then the caller goes pulse by pulse)."""
+    alpha, a = devices.affine(spec, seq, par, xi)
+    if not bool((alpha > 0).all()):
+        return None
+    live = seq != 0
+    K, L = seq.shape
+    lo = torch.where(live, par["min_bound"].unsqueeze(1).expand(K, L), -float("inf"))
+    hi = torch.where(live, par["max_bound"].unsqueeze(1).expand(K, L), float("inf"))
+    ref = par.get("reference") if spec.response == "soft_bounds" else None
+    v = w if ref is None else w + ref
+    alpha, a, lo, hi = compose(alpha, a, lo, hi)
+    v = torch.minimum(torch.maximum(alpha * v + a, lo), hi)
+    return v if ref is None else v - ref
+
+
+@dataclass(eq=False)
+class TorchCrossbar:
+    """One weight layer (``shape`` = (out, in)) of P chips, on the torch engine."""
+
+    spec: DeviceSpec
+    W: torch.Tensor                      # (P, out, in) apparent weights: what reads see
+    par: dict[str, torch.Tensor]         # device-to-device parameters, each (P, out, in)
+    generator: torch.Generator
+    seed: int                            # this crossbar's noise seed
+    persistent: torch.Tensor | None = None  # (P, out, in) persistent weights (write-noise devices)
+    clones: int = field(default=0)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, spec: DeviceSpec, out_size: int, in_size: int, name: str = "layer0", seed: int = 0,
+               population: int = 1) -> TorchCrossbar:
+        """Crossbar ``name`` of a chip of ``spec`` (P = ``population`` chips with their own devices)."""
+        device = torch.device(spec.engine_device)
+        dgen = torch.Generator(device=device)
+        dgen.manual_seed(derive_seed("devices", spec.construction_seed or seed, name))
+        par = devices.populate(spec, (population, out_size, in_size), dgen, device)
+        noise_seed = derive_seed("noise", seed, name)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(noise_seed)
+        W = torch.zeros(population, out_size, in_size, device=device)
+        persistent = W.clone() if spec.write_noise_std > 0 else None
+        return cls(spec, W, par, gen, noise_seed, persistent)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.W.shape[1:])
+
+    @property
+    def population(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def write_noise(self) -> float:
+        return self.spec.write_noise_std * self.spec.dw_min
+
+    def _cast(self, v: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        v = v.to(device=self.W.device, dtype=torch.float32)
+        if v.dim() == 2:
+            return v.unsqueeze(0).expand(self.population, *v.shape), self.population == 1
+        return v, False
+
+    # ------------------------------------------------------------------ reads
+    def _read(self, v: torch.Tensor, transposed: bool) -> torch.Tensor:
+        """Reads come back on the caller's device (the engine may run on another)."""
+        device = v.device
+        v, single = self._cast(v)
+        size = self.spec.tile_size
+        out_size, in_size = self.shape
+        rows, cols = _blocks(out_size, size), _blocks(in_size, size)
+        if len(rows) == 1 and len(cols) == 1:
+            y = io.read(self.spec, self.W, v, self.generator, transposed)
+        elif not transposed:
+            y = torch.cat([sum(io.read(self.spec, self.W[:, r, c], v[..., c], self.generator) for c in cols)
+                           for r in rows], -1)
+        else:
+            y = torch.cat([sum(io.read(self.spec, self.W[:, r, c], v[..., r], self.generator, True) for r in rows)
+                           for c in cols], -1)
+        return (y[0] if single else y).to(device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``W x`` read through the periphery: x (B, in) -> (B, out), or (P, B, in) -> (P, B, out)."""
+        return self._read(x, False)
+
+    def backward(self, d: torch.Tensor) -> torch.Tensor:
+        """``Wᵀ d``: d (B, out) -> (B, in), or (P, B, out) -> (P, B, in)."""
+        return self._read(d, True)
+
+    # ------------------------------------------------------------------ update
+    def update(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        """Pulsed ``W <- W - lr Σ_b d_b x_bᵀ`` on every chip of the population (x (P, B, in) or (B, in))."""
+        x, _ = self._cast(x)
+        d, _ = self._cast(d)
+        size = self.spec.tile_size
+        out_size, in_size = self.shape
+        for r in _blocks(out_size, size):
+            for c in _blocks(in_size, size):
+                self._update_block(r, c, x[..., c], d[..., r], lr)
+
+    def _update_block(self, r: slice, c: slice, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        spec = self.spec
+        t = trains(x, d, lr, devices.granularity(spec), spec.desired_bl, self.generator)
+        if t is None:
+            return
+        fx, fd = t
+        n_up, n_down = totals(fx, fd, x, d)                          # (P, o, i)
+        n = n_up + n_down
+        touched = n > 0
+        whole = (r.start, r.stop, c.start, c.stop) == (0, self.shape[0], 0, self.shape[1])
+        store = self.persistent if self.persistent is not None else self.W
+        w = store if whole else store[:, r, c]
+        par = self.par if whole else {k: v[:, r, c] for k, v in self.par.items()}
+        sequential = touched
+        if spec.response == "constant_step":
+            sigma = spec.dw_min_std
+            reach = torch.maximum(par["dwmin_up"], par["dwmin_down"]) * (n + SAFE_SIGMAS * sigma * n.sqrt())
+            safe = (w + reach < par["max_bound"]) & (w - reach > par["min_bound"])
+            xi = torch.randn((2, *w.shape), generator=self.generator, device=w.device)
+            delta = (par["dwmin_up"] * (n_up + sigma * n_up.sqrt() * xi[0])
+                     - par["dwmin_down"] * (n_down + sigma * n_down.sqrt() * xi[1]))
+            w = torch.where(safe, w + delta, w)
+            sequential = touched & ~safe
+        cells = sequential.nonzero()
+        if len(cells):
+            counts, direction = per_sample(fx, fd, x, d, cells)
+            w = w.index_put((cells[:, 0], cells[:, 1], cells[:, 2]),
+                            self._pulse_by_pulse(w[cells[:, 0], cells[:, 1], cells[:, 2]],
+                                                 {k: v[cells[:, 0], cells[:, 1], cells[:, 2]] for k, v in par.items()},
+                                                 counts, direction))
+        if whole:
+            if self.persistent is not None:
+                self.persistent = w
+            else:
+                self.W = w
+        else:
+            store[:, r, c] = w
+        if self.persistent is not None:
+            noise = self.write_noise * torch.randn(w.shape, generator=self.generator, device=w.device)
+            self.W[:, r, c] = torch.where(touched, w + noise, self.W[:, r, c])
+
+    def _pulse_by_pulse(self, w: torch.Tensor, par: dict[str, torch.Tensor], counts: torch.Tensor,
+                        direction: torch.Tensor) -> torch.Tensor:
+        """K cells' pulses (``counts`` (K, B) of ``direction`` ±1), one at a time, sample after sample
+        (exact for every device); affine devices by :func:`affine_walk`."""
+        B = counts.shape[1]
+        count = counts.to(torch.int64)
+        cum = count.cumsum(1)                                              # (K, B)
+        total = cum[:, -1]
+        length = int(total.max())
+        pos = torch.arange(length, device=w.device).expand(len(w), length).contiguous()
+        sample = torch.searchsorted(cum, pos, right=True).clamp(max=B - 1)  # (K, L): whose pulse it is
+        seq = torch.gather(direction, 1, sample) * (pos < total.unsqueeze(1))  # (K, L) in {-1, 0, +1}
+        xi = torch.randn(seq.shape, generator=self.generator, device=w.device)
+        if self.spec.response in devices.AFFINE:
+            walked = affine_walk(self.spec, w, seq, par, xi)
+            if walked is not None:
+                return walked
+        for step in range(length):
+            w = devices.pulse(self.spec, w, seq[:, step], par, self.generator, xi[:, step])
+        return w
+
+    # ------------------------------------------------------------------ experimenter's verbs
+    def _one(self, t: torch.Tensor) -> torch.Tensor:
+        """One chip's (out, in) or the population's (P, out, in), on the CPU (the experimenter's side)."""
+        return (t[0] if self.population == 1 else t).to("cpu", copy=True)
+
+    def weights(self) -> torch.Tensor:
+        """The apparent weights (out, in) (P = 1) or (P, out, in)."""
+        return self._one(self.W)
+
+    def read_weights(self) -> torch.Tensor:
+        """Least-squares estimate from ``10 · in`` noisy forward reads of N(0, 1) inputs (as aihwkit's
+        ``read_weights``)."""
+        n_in = self.shape[1]
+        X = torch.randn(10 * n_in, n_in, generator=self.generator, device=self.W.device)
+        Y = self.forward(X.unsqueeze(0).expand(self.population, *X.shape))      # (P, N, out)
+        est = torch.linalg.lstsq(X.unsqueeze(0).expand(self.population, *X.shape), Y).solution  # (P, in, out)
+        return self._one(est.transpose(-1, -2))
+
+    def program(self, W: torch.Tensor) -> None:
+        """Set the weights: clipped to each device's bounds; write-noise devices get one fresh draw."""
+        W = W.detach().to(device=self.W.device, dtype=torch.float32)
+        W = W.expand_as(self.W) if W.dim() == 2 else W
+        W = torch.minimum(torch.maximum(W, self.par["min_bound"]), self.par["max_bound"])
+        if self.persistent is not None:
+            self.persistent = W.clone()
+            self.W = W + self.write_noise * torch.randn(W.shape, generator=self.generator, device=W.device)
+        else:
+            self.W = W.clone()
+
+    def load_hidden(self, hidden: dict[str, torch.Tensor]) -> None:
+        """Take device parameters named as aihwkit's ``get_hidden_parameters`` names them ((out, in)
+        or (P, out, in)); ``persistent_weights`` sets the persistent weights."""
+        for k, v in hidden.items():
+            v = v.to(device=self.W.device, dtype=torch.float32).expand_as(self.W).clone()
+            if k == "persistent_weights":
+                if self.persistent is not None:
+                    self.persistent = v
+            elif k in self.par:
+                self.par[k] = v
+
+    def set_state(self, W: torch.Tensor, persistent: torch.Tensor | None = None) -> None:
+        """Set apparent (and persistent) weights exactly, without clipping or noise (tests, clones)."""
+        self.W = W.to(self.W).expand_as(self.W).clone()
+        if self.persistent is not None:
+            self.persistent = (W if persistent is None else persistent).to(self.W).expand_as(self.W).clone()
+
+    def clone(self) -> TorchCrossbar:
+        self.clones += 1
+        seed = derive_seed("clone", self.seed, self.clones)
+        gen = torch.Generator(device=self.W.device)
+        gen.manual_seed(seed)
+        return TorchCrossbar(self.spec, self.W.clone(), {k: v.clone() for k, v in self.par.items()}, gen, seed,
+                             None if self.persistent is None else self.persistent.clone())
+
+    def restore(self, source: TorchCrossbar) -> None:
+        """Weights and devices become ``source``'s again; this crossbar's generator runs on."""
+        self.W = source.W.clone()
+        self.persistent = None if source.persistent is None else source.persistent.clone()
+        self.par = {k: v.clone() for k, v in source.par.items()}
+
+    def expand(self, population: int) -> TorchCrossbar:
+        """P exact copies of this (single-chip) crossbar in one population, with a generator of its own."""
+        if self.population != 1:
+            raise ValueError(f"expand needs a single chip, this crossbar holds {self.population}")
+        c = self.clone()
+        c.W = c.W.expand(population, -1, -1).clone()
+        c.par = {k: v.expand(population, -1, -1).clone() for k, v in c.par.items()}
+        if c.persistent is not None:
+            c.persistent = c.persistent.expand(population, -1, -1).clone()
+        return c
+
+    @classmethod
+    def stack(cls, crossbars: list[TorchCrossbar]) -> TorchCrossbar:
+        """One population of the chips ``crossbars`` (same spec and shape; their own devices and
+        weights), stepped together; a generator of its own, seeded from theirs."""
+        first = crossbars[0]
+        if any(c.spec != first.spec or c.shape != first.shape for c in crossbars):
+            raise ValueError("stack needs crossbars of one spec and one shape")
+        seed = derive_seed("stack", tuple(c.seed for c in crossbars))
+        gen = torch.Generator(device=first.W.device)
+        gen.manual_seed(seed)
+        persistent = None if first.persistent is None else torch.cat([c.persistent for c in crossbars])
+        return cls(first.spec, torch.cat([c.W for c in crossbars]),
+                   {k: torch.cat([c.par[k] for c in crossbars]) for k in first.par}, gen, seed, persistent)
+
+    def member(self, p: int) -> TorchCrossbar:
+        """Chip ``p`` of the population as a crossbar of its own (a copy, with a generator of its own)."""
+        seed = derive_seed("member", self.seed, p)
+        gen = torch.Generator(device=self.W.device)
+        gen.manual_seed(seed)
+        return TorchCrossbar(self.spec, self.W[p:p + 1].clone(), {k: v[p:p + 1].clone() for k, v in self.par.items()},
+                             gen, seed, None if self.persistent is None else self.persistent[p:p + 1].clone())
+
+    def post_update_step(self) -> None:
+        """Per-batch decay ``w <- w · decay_scale`` of devices with a finite lifetime (reset bias 0)."""
+        decay = self.par.get("decay_scales")
+        if decay is not None:
+            if self.persistent is not None:
+                self.persistent = self.persistent * decay
+            self.W = self.W * decay
+
+    def drift(self, seconds: float) -> None:
+        """No drift on the torch engine (the spec refuses a drift model there)."""
