@@ -26,9 +26,12 @@ class TaskSpec(Spec):
     ``teacher_student``: inputs uniform in [0, 1]^d labelled by a random teacher MLP. Sequences (for
     recurrent networks, (samples, time, features)): ``seq_digits`` (the digits read row by row),
     ``mnist1d`` (Greydanus 2020, generated from its templates), ``delayed_xor`` (two cues ``delay``
-    steps apart), ``pattern_generation`` (a sum of sinusoids from frozen random spikes)."""
+    steps apart), ``pattern_generation`` (a sum of sinusoids from frozen random spikes). Spikes (for
+    spiking networks, (samples, steps, 64) in {0, 1}): ``spike_digits`` (the digits as Poisson trains,
+    rate ∝ pixel, ``presentation / dt`` steps)."""
 
-    name: Literal["digits", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation"] = \
+    name: Literal["digits", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation",
+                  "spike_digits"] = \
         spec_field("digits", doc="data set")
     seed: int = spec_field(0, doc="seed of the data split and the teacher (fixed across run seeds)", low=0)
     val_fraction: float = spec_field(0.15, doc="share of the non-test data held out for validation",
@@ -45,6 +48,12 @@ class TaskSpec(Spec):
     steps: int = spec_field(50, doc="pattern_generation: sequence length", unit="steps", low=2, high=100000)
     channels: int = spec_field(20, doc="pattern_generation: input spike channels", low=1)
     outputs: int = spec_field(2, doc="pattern_generation: target signals", low=1)
+    dt: float = spec_field(1.0, doc="spike_digits: time step (the spiking network's dt)", unit="ms", low=0.0,
+                           high=100.0, low_open=True)
+    presentation: float = spec_field(50.0, doc="spike_digits: presentation time of a digit", unit="ms", low=0.0,
+                                     high=10000.0, low_open=True)
+    max_rate: float = spec_field(200.0, doc="spike_digits: Poisson rate of a pixel of full intensity", unit="Hz",
+                                 low=0.0, high=1000.0, low_open=True)
 
     def check(self) -> None:
         if len(self.teacher_sizes) < 2 or min(self.teacher_sizes) < 1:
@@ -53,6 +62,11 @@ class TaskSpec(Spec):
             raise SpecError("teacher_sizes", list(self.teacher_sizes), "at least 2 outputs (classes)")
         if self.kind == "classification" and self.label_noise > 1:
             raise SpecError("label_noise", self.label_noise, "0 <= value <= 1 for classification")
+        if self.max_rate * self.dt > 1000.0:
+            raise SpecError("max_rate", self.max_rate, f"at most 1000 / dt = {1000.0 / self.dt:g} Hz (one spike "
+                            "per step)")
+        if self.presentation < self.dt:
+            raise SpecError("presentation", self.presentation, f"at least one time step (dt = {self.dt} ms)")
 
     @classmethod
     def from_value(cls, value: Any, name: str = "task") -> TaskSpec:
@@ -67,12 +81,18 @@ class TaskSpec(Spec):
     @property
     def sequential(self) -> bool:
         """Whether samples are sequences (samples, time, features), for recurrent networks."""
-        return self.name in ("seq_digits", "mnist1d", "delayed_xor", "pattern_generation")
+        return self.name in ("seq_digits", "mnist1d", "delayed_xor", "pattern_generation", "spike_digits")
+
+    @property
+    def spiking(self) -> bool:
+        """Whether samples are spike trains (samples, steps, channels) in {0, 1}, for spiking networks."""
+        return self.name == "spike_digits"
 
     @property
     def dims(self) -> tuple[int, int]:
         """(input width, output width) the model must have (per time step for sequences)."""
-        fixed = {"digits": (64, 10), "seq_digits": (8, 10), "mnist1d": (1, 10), "delayed_xor": (2, 2)}
+        fixed = {"digits": (64, 10), "seq_digits": (8, 10), "mnist1d": (1, 10), "delayed_xor": (2, 2),
+                 "spike_digits": (64, 10)}
         if self.name in fixed:
             return fixed[self.name]
         if self.name == "pattern_generation":
@@ -86,9 +106,16 @@ ModelSpec = MLPSpec  # the default network's spec
 def check_model_fits_task(model: NetworkSpec, task: TaskSpec) -> None:
     """The network's input and output widths must be the task's, and a sequence task needs a network
     that reads sequences."""
+    spiking = getattr(model, "spiking", False)
+    if task.spiking != spiking:
+        kinds = "a spiking network (kind: snn)" if task.spiking else \
+            "a recurrent network (kind: rnn)" if task.sequential else "a feedforward network (kind: mlp)"
+        raise SpecError("model.kind", model.kind, f"{kinds} for task {task.name}")
     if task.sequential != model.sequential:
         kinds = "a recurrent network (kind: rnn)" if task.sequential else "a feedforward network (kind: mlp)"
         raise SpecError("model.kind", model.kind, f"{kinds} for task {task.name}")
+    if spiking and model.dt != task.dt:
+        raise SpecError("model.dt", model.dt, f"the task's time step task.dt = {task.dt} ms")
     n_in, n_out = task.dims
     if model.dims != (n_in, n_out):
         if hasattr(model, "sizes"):

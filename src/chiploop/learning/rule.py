@@ -6,6 +6,7 @@ pure-ish functions::
     requests = rule.crossbars(network, generator)   # extra crossbars it needs (feedback B, decorrelators R)
     chip.install(requests)                          # the chip builder makes them; the rule never mutates the chip
     state = rule.init(network, generator)           # its own state (generators, counters)
+    early, state = rule.before(network, state)      # updates before the batch (synaptic scaling); usually none
     signals, state = rule.signals(network, trace, batch, loss, state)
 
 ``LayerSignal(name, x, d)`` asks crossbar ``name`` for ``ΔW = -lr * d^T x`` (docs/science.md §4:
@@ -73,6 +74,11 @@ class LearningRule(Spec, abc.ABC):
                 ) -> tuple[list[LayerSignal], Any]:
         """Update signals for the batch whose unroll is ``trace``, and the new state."""
 
+    def before(self, network: Network, state: Any) -> tuple[list[LayerSignal], Any]:
+        """Updates to apply before the batch is presented (homeostasis such as synaptic scaling: its
+        reads go through the chip's verbs, its writes are signals like any other); none by default."""
+        return [], state
+
     def report(self, state: Any) -> dict[str, float]:
         """Numbers to record per epoch (bytes on the bus, say)."""
         return {}
@@ -136,6 +142,10 @@ class Chain(LearningRule):
             states.append(s)
         return signals, tuple(states)
 
+    def before(self, network: Network, state: tuple) -> tuple[list[LayerSignal], tuple]:
+        signals, first = self.rule.before(network, state[0])
+        return signals, (first, *state[1:])
+
     def report(self, state: tuple) -> dict[str, float]:
         out: dict[str, float] = {}
         for p, s in zip(self.parts, state):
@@ -154,8 +164,11 @@ def chain(rule: LearningRule, *transforms: Transform | None) -> LearningRule:
 
 
 def weight_signals(network: Network, trace: Trace, deltas: dict[str, torch.Tensor]) -> list[LayerSignal]:
-    """``LayerSignal(name, x̂, d)`` for every weight crossbar, ``x̂`` from the trace."""
-    return [LayerSignal(name, trace.inputs[name], deltas[name]) for name in network.weight_names]
+    """``LayerSignal(name, x̂, d)`` for every weight crossbar, ``x̂`` from the trace; a walk that returns
+    ``bias/NAME`` (the gradient of a digital parameter that is not an additive bias, such as a spiking
+    neuron's threshold) gives that as the signal's ``bias_grad``."""
+    return [LayerSignal(name, trace.inputs[name], deltas[name], bias_grad=deltas.get(f"bias/{name}"))
+            for name in network.weight_names]
 
 
 __all__ = ["Batch", "Chain", "LearningRule", "Transform", "chain", "own_generator", "weight_signals"]
