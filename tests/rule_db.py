@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import Problem, ideal_problem, ideal_rnn_problem
+from conftest import Problem, ideal_problem, ideal_rnn_problem, ideal_snn_problem
 
 from chiploop.learning import RULES, LearningRule, make_rule
 
@@ -68,6 +68,9 @@ NETWORK_DB: dict[str, NetworkInfo] = {
     "rnn_rate": NetworkInfo("rnn", {"task": "seq_digits", "model": {"kind": "rnn", "n_in": 8, "hidden": 16, "n_out": 10,
                                                                    "leak": "rate"}},
                             lambda: ideal_rnn_problem(leak="rate")),
+    "snn": NetworkInfo("snn", {"task": {"name": "spike_digits", "presentation": 20.0},
+                               "model": {"kind": "snn", "hidden": 16, "r_m": 200.0}},
+                       lambda: ideal_snn_problem()),
 }
 
 # (rule, network kind) -> why it fails today; such cases run as strict xfails, so the fix shows up
@@ -210,6 +213,12 @@ RULE_DB: tuple[RuleInfo, ...] = (
         feedback_crossbars=True, trains=("rnn_rate",),  # Murray's rate leak; refuses the preactivation leak
         variants=({"on_chip": True},),
         bad_options=(({"on_chip": "yes"}, "on_chip"), ({"feedback": "random"}, "feedback"))),
+    RuleInfo(  # synaptic scaling reads the weights in before(), not in signals()
+        "sym_stdp", deterministic=False, unbiased=False, transposed_reads=False, reads_weights=False,
+        feedback_crossbars=False,
+        variants=({"target_in": None, "target_out": None, "a_post": 0.5, "tau": 5.0},),
+        bad_options=(({"tau": 0}, "tau"), ({"teacher_rate": 2000.0}, "teacher_rate"),
+                     ({"target_in": -1.0}, "target_in"), ({"window": "asymmetric"}, "window"))),
 )
 
 BY_NAME: dict[str, RuleInfo] = {info.name: info for info in RULE_DB}

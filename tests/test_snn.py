@@ -170,3 +170,38 @@ def test_unroll_is_the_same_on_the_shadow_and_refuses_bad_shapes():
     assert torch.equal(a.double(), b)
     with pytest.raises(ValueError, match="time"):
         net.unroll(x[:, 0])
+
+
+# ------------------------------------------------------------------ the Loihi 2 (Lava) rule string
+
+
+def test_the_lava_string_reproduces_the_implemented_window():
+    from chiploop.learning.loihi import simulate_dw
+
+    rule = SymSTDP(tau=20.0, a_pre=1.0, a_post=0.7)
+    lr, dt, steps, t0 = 0.003, 0.5, 240, 100
+    lava = rule.loihi(lr, dt)
+    for dt_steps in range(-80, 81):                          # Δt = -40 ... 40 ms
+        pre = torch.zeros(steps, 1, 1, dtype=torch.float64)
+        post = torch.zeros(steps, 1, 1, dtype=torch.float64)
+        pre[t0, 0, 0], post[t0 + dt_steps, 0, 0] = 1, 1
+        xb = IdealCrossbar(torch.zeros(1, 1, dtype=torch.float64))
+        xb.update(*stdp_rows(pre, post, rule.a_pre, rule.a_post, rule.tau, dt), lr)
+        implemented = xb.W.item()
+        assert simulate_dw(lava, [t0], [t0 + dt_steps], steps) == pytest.approx(implemented, rel=1e-3)
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("2^-4 * x0 * y1 + 2^-4 * y0 * x1", True), ("-0.5 * y0 * x1 - 3 * x0", True), ("1e-3 * x0*y1", True),
+    ("__import__('os')", False), ("x0 ** y1", False), ("x0 * ", False), ("2 ^ x0", False), ("z9 * x0", False),
+    ("x0 y1", False), ("", False)])
+def test_the_lava_parser_accepts_the_grammar_only(text, ok):
+    from chiploop.learning.loihi import parse_dw
+    from chiploop.specs import SpecError
+
+    if ok:
+        assert parse_dw(text)
+    else:
+        with pytest.raises(SpecError, match="loihi.dw"):
+            parse_dw(text)
+    assert parse_dw("2^-4 * x0 * y1 + 3 * y0") == [(2 ** -4, ("x0", "y1")), (3.0, ("y0",))]

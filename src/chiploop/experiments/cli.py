@@ -177,8 +177,13 @@ def run_dirs(paths: list[str]) -> tuple[list[Path], int]:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    if not args.out and not args.weights:
-        raise SpecError("-o / --weights", None, "at least one output: -o CARD.yaml or --weights OUT.npz")
+    if not args.out and not args.weights and not args.nir:
+        raise SpecError("-o / --weights / --nir", None, "at least one output: -o CARD.yaml, --weights OUT.npz or "
+                        "--nir OUT.nir")
+    if args.nir:
+        if len(args.runs) != 1 or not (Path(args.runs[0]) / "result.json").is_file():
+            raise SpecError("--nir", args.runs, "exactly one RUN_DIR with result.json (the spiking run to export)")
+        _writable_dir(Path(args.nir).parent, "--nir", args.nir)
     if args.weights:
         if len(args.runs) != 1 or not (Path(args.runs[0]) / "result.json").is_file():
             raise SpecError("--weights", args.runs, "exactly one RUN_DIR with result.json (the run whose weights "
@@ -205,6 +210,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         layers = sorted(k.split("/", 1)[1] for k in arrays if k.startswith("g_plus_uS/"))
         print(f"wrote {args.weights}: weights, the chip's roles and conductance pairs G+/G- (µS, g_max 25) of "
               f"{', '.join(layers)}")
+    if args.nir:
+        from chiploop.experiments.nir_export import export_nir
+
+        graph = export_nir(args.runs[0], args.nir)
+        print(f"wrote {args.nir}: NIR graph of {len(graph.nodes)} nodes ({', '.join(graph.nodes)})")
     return 0
 
 
@@ -488,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("-o", "--out", help="rule card YAML to write")
     exp.add_argument("--weights", help=".npz to write: the run's weights, its chip's roles and the conductance-pair "
                      "targets (µS)")
+    exp.add_argument("--nir", help=".nir (HDF5) to write: the run's spiking network as a NIR graph (Linear weights, "
+                     "LIF nodes; nir.read loads it)")
     exp.add_argument("--device", help="consider only runs on this device preset")
     exp.add_argument("--metric", help="final metric that picks the best configuration (default val_acc, the "
                      "validation split; test_acc when no run has one; accuracies and cosines maximised, others "

@@ -114,9 +114,11 @@ class SymSTDP(LearningRule):
                                   "(null: no scaling)", low=0.0, high=1e4, low_open=True)
     target_out: float | None = spec_field(4.0, doc="sum of every output neuron's incoming weights after scaling "
                                    "(null: no scaling)", low=0.0, high=1e4, low_open=True)
-    theta_plus: float = spec_field(0.05, doc="rise of a neuron's threshold θ per spike", unit="mV", low=0.0,
+    theta_plus: float = spec_field(0.5, doc="rise of a hidden neuron's threshold θ per spike", unit="mV", low=0.0,
                                    high=100.0)
-    tau_theta: float = spec_field(1e5, doc="decay time constant of θ", unit="ms", low=0.0, high=1e9,
+    theta_plus_out: float = spec_field(0.02, doc="rise of an output neuron's threshold θ per spike", unit="mV",
+                                       low=0.0, high=100.0)
+    tau_theta: float = spec_field(1e4, doc="decay time constant of θ", unit="ms", low=0.0, high=1e9,
                                   low_open=True)
 
     def init(self, network: Network, generator: torch.Generator) -> dict[str, Any]:
@@ -155,17 +157,28 @@ class SymSTDP(LearningRule):
         pre_out = trace.inputs["W_out"].view(steps, size, -1)
         decay = math.exp(-size * steps * p.dt / self.tau_theta)
         signals = []
-        for name, pre, post, fired in (("W_in", pre_in, st["s_h"], st["s_h"]), ("W_out", pre_out, z, st["s_o"])):
+        for name, pre, post, fired, plus in (("W_in", pre_in, st["s_h"], st["s_h"], self.theta_plus),
+                                             ("W_out", pre_out, z, st["s_o"], self.theta_plus_out)):
             x, d = stdp_rows(pre, post, self.a_pre, self.a_post, self.tau, p.dt)
             signals.append(LayerSignal(name, x, d, bias_grad=torch.zeros(post.shape[2], dtype=dtype)))
             theta = network.chip.biases[name]
-            step = threshold_step(theta.to(dtype), fired.sum((0, 1)), self.theta_plus, decay)
+            step = threshold_step(theta.to(dtype), fired.sum((0, 1)), plus, decay)
             signals.append(LayerSignal(name, x.new_zeros(0, x.shape[1]), d.new_zeros(0, d.shape[1]), lr=1.0,
                                        bias_grad=-step))
             state["stdp_rows"] += len(x)
         state["samples"] += size
         state["spikes"] += float(st["s_h"].sum() + st["s_o"].sum())
         return signals, state
+
+    def loihi(self, lr: float, dt: float) -> dict[str, Any]:
+        """The STDP part as a Loihi 2 (Lava) rule (:mod:`chiploop.learning.loihi`): ``dw`` with the run's ``lr``
+        and the traces' impulses and time constants in steps of ``dt`` ms (scaling and the threshold are
+        not part of it: they run in the periphery)::
+
+            dw = lr * y0 * x1 + lr * x0 * y1,   x1: impulse a_pre, tau τ/dt;   y1: impulse a_post, tau τ/dt
+        """
+        return {"dw": f"{lr!r} * y0 * x1 + {lr!r} * x0 * y1", "x1_impulse": self.a_pre, "x1_tau": self.tau / dt,
+                "y1_impulse": self.a_post, "y1_tau": self.tau / dt, "t_epoch": 1, "dt_ms": dt}
 
     def report(self, state: dict[str, Any]) -> dict[str, float]:
         n = max(state["samples"], 1)
