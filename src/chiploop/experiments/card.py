@@ -30,8 +30,9 @@ from typing import Any, Literal
 import yaml
 
 from chiploop.devices.spec import DeviceSpec
+from chiploop.emulator.networks import NetworkSpec
 from chiploop.experiments.results import Result, write_atomic
-from chiploop.experiments.spec import (ExperimentSpec, ModelSpec, RuleSpec, TaskSpec, apply_overrides,
+from chiploop.experiments.spec import (ExperimentSpec, RuleSpec, TaskSpec, apply_overrides,
                                       check_model_fits_task, experiment_from_data)
 from chiploop.experiments.stats import higher_is_better
 from chiploop.learning import make_rule
@@ -57,7 +58,7 @@ class RuleCard(Spec):
     epochs: int = spec_field(doc="passes over the training set", low=0)
     device: DeviceSpec = spec_field(doc="the fully resolved device; `preset` records the preset it came from")
     task: TaskSpec = spec_field(doc="data set of the original run (for reference)")
-    model: ModelSpec = spec_field(doc="network of the original run (for reference)")
+    model: NetworkSpec = spec_field(doc="network of the original run (for reference)")
     decorrelation: DecorrelationSpec | None = spec_field(None, doc="decorrelation of every layer's input; null = off")
     metrics: dict = spec_field(default_factory=dict, doc="measured: mean over seeds of the runs' final numbers "
                                "(test_acc, val_acc, ...) and test/val accuracy min, max and std over seeds")
