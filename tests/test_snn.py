@@ -136,7 +136,7 @@ def spike_batch(gen, batch=6, steps=30, n_in=64, rate=0.15):
 
 def test_surrogate_gradient_walk_equals_autograd_through_the_unroll():
     gen = torch.Generator().manual_seed(4)
-    net = SNNSpec(hidden=20, r_m=200.0, inhibition=0.5).build(None, gen)
+    net = SNNSpec(hidden=20, r_m=200.0, inhibition=0.5, inhibition_out=0.3).build(None, gen)
     net.chip.biases["W_in"] += torch.rand(20, generator=gen)          # some adaptive threshold
     x, y = spike_batch(gen)
     loss = Loss("cross_entropy")

@@ -20,7 +20,8 @@ from chiploop.learning.loihi import simulate_dw
 from chiploop.learning.sym_stdp import stdp_rows
 
 SPEC = {"name": "tiny-snn", "task": {"name": "spike_digits", "presentation": 10.0, "dt": 0.5},
-        "model": {"kind": "snn", "hidden": 8, "r_m": 300.0, "dt": 0.5, "t_ref": 1.5},
+        "model": {"kind": "snn", "hidden": 8, "r_m": 300.0, "dt": 0.5, "t_ref": 1.5,
+                  "inhibition_out": 0.3},
         "rule": {"name": "sym_stdp", "a_post": 0.8}, "lr": 0.002, "epochs": 1, "batch_size": 64}
 
 
@@ -39,9 +40,10 @@ def test_nir_round_trip_is_exact(run_dir, tmp_path, capsys):
     saved = {k: v.numpy() for k, v in load_weights(run_dir / "weights.npz").items()}
     types = {name: type(node).__name__ for name, node in graph.nodes.items()}
     assert types == {"input": "Input", "W_in": "Linear", "hidden": "LIF", "inhibition": "Linear", "W_out": "Linear",
-                     "output": "LIF", "out": "Output"}
+                     "output": "LIF", "inhibition_out": "Linear", "out": "Output"}
     assert sorted(graph.edges) == sorted([("input", "W_in"), ("W_in", "hidden"), ("hidden", "inhibition"),
                                           ("inhibition", "hidden"), ("hidden", "W_out"), ("W_out", "output"),
+                                          ("output", "inhibition_out"), ("inhibition_out", "output"),
                                           ("output", "out")])
     m = SPEC["model"]
     for name, lif in (("W_in", "hidden"), ("W_out", "output")):
@@ -54,6 +56,8 @@ def test_nir_round_trip_is_exact(run_dir, tmp_path, capsys):
     assert saved["bias/W_in"].any()                      # the adaptive thresholds were trained and exported
     inh = graph.nodes["inhibition"].weight
     assert np.array_equal(inh, (-0.02 * (np.ones((8, 8)) - np.eye(8))).astype(np.float32))
+    inh_out = graph.nodes["inhibition_out"].weight
+    assert np.array_equal(inh_out, (-0.3 * (np.ones((10, 10)) - np.eye(10))).astype(np.float32))
     assert graph.metadata["dt_ms"] == 0.5 and graph.metadata["t_ref_ms"] == 1.5
 
 

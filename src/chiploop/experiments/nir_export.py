@@ -6,6 +6,7 @@ Nodes, with the run's exact weights (float32, as saved) and parameters::
 
     input (Input, n_in) -> W_in (Linear) -> hidden (LIF) -> W_out (Linear) -> output (LIF) -> out (Output)
     hidden -> inhibition (Linear, -w_inh (1 - I)) -> hidden           (lateral inhibition)
+    output -> inhibition_out (Linear, -w_inh,out (1 - I)) -> output   (output inhibition; zeros when off)
 
 LIF nodes: NIR's ``τ dv/dt = (v_leak - v) + R I`` with ``tau`` in s, ``r`` in MΩ, ``v_leak``, ``v_reset`` and
 ``v_threshold = v_th + θ`` in mV (currents in nA). What NIR has no field for is in the graph's metadata:
@@ -39,15 +40,18 @@ def snn_graph(network: SNN):
         return nir.LIF(tau=full(p.tau_m / 1000.0), r=full(p.r_m), v_leak=full(p.v_rest),
                        v_threshold=p.v_th + theta, v_reset=full(p.v_reset))
 
-    inhibition = (-network.inhibition * (np.ones((network.hidden, network.hidden)) - np.eye(network.hidden))
-                  ).astype(np.float32)
+    def inhibition(w: float, n: int):
+        return nir.Linear(weight=(-w * (np.ones((n, n)) - np.eye(n))).astype(np.float32))
+
     nodes = {"input": nir.Input(input_type={"input": np.array([network.n_in])}),
              "W_in": nir.Linear(weight=W["W_in"]), "hidden": lif("W_in", network.hidden),
-             "inhibition": nir.Linear(weight=inhibition),
+             "inhibition": inhibition(network.inhibition, network.hidden),
+             "inhibition_out": inhibition(network.inhibition_out, network.n_out),
              "W_out": nir.Linear(weight=W["W_out"]), "output": lif("W_out", network.n_out),
              "out": nir.Output(output_type={"output": np.array([network.n_out])})}
     edges = [("input", "W_in"), ("W_in", "hidden"), ("hidden", "inhibition"), ("inhibition", "hidden"),
-             ("hidden", "W_out"), ("W_out", "output"), ("output", "out")]
+             ("hidden", "W_out"), ("W_out", "output"), ("output", "inhibition_out"), ("inhibition_out", "output"),
+             ("output", "out")]
     metadata: dict[str, Any] = {
         "producer": "chiploop", "dt_ms": p.dt, "t_ref_ms": p.t_ref, "units": "tau s, r MOhm, v mV, I nA",
         "inhibition_delay_steps": 1, "readout": "spike count of output (argmax)", "integration": "exact (exp)"}

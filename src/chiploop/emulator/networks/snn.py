@@ -9,7 +9,7 @@ stands for the authors' 150 ms rest)::
 
     I_h(t) = W_in x(t) - w_inh (Σ_k s_h,k(t-1) - s_h(t-1))      (a crossbar read; inhibition digital, nA)
     s_h(t) = LIF(I_h(t); threshold v_th + θ_h)
-    I_o(t) = W_out s_h(t)
+    I_o(t) = W_out s_h(t) - w_inh,out (Σ_k s_o,k(t-1) - s_o(t-1))      (output inhibition, 0 by default)
     s_o(t) = LIF(I_o(t); threshold v_th + θ_o)
     output = Σ_t s_o(t)         (batch, n_out): the prediction is the output neuron with most spikes
 
@@ -54,6 +54,7 @@ class SNN(Network):
     neuron: LIFParameters          # shared by both layers; theta comes from the chip
     inhibition: float              # nA per spike of another hidden neuron
     chip: Chip
+    inhibition_out: float = 0.0    # nA per spike of another output neuron
 
     def parameters(self, name: str) -> LIFParameters:
         """The LIF parameters of the neurons that crossbar ``name`` drives (their θ from the chip)."""
@@ -77,7 +78,7 @@ class SNN(Network):
         dtype = self.chip.biases["W_in"].dtype
         like = x.new_zeros((), dtype=dtype)
         state_h, state_o = lif_initial(batch, self.hidden, p_h, like), lif_initial(batch, self.n_out, p_o, like)
-        s_h = like.new_zeros(batch, self.hidden)
+        s_h, s_o = like.new_zeros(batch, self.hidden), like.new_zeros(batch, self.n_out)
         keys = ("x", "I_h", "u_h", "s_h", "free_h", "h_hat", "I_o", "u_o", "s_o", "free_o")
         rec: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         for t in range(steps):
@@ -87,6 +88,9 @@ class SNN(Network):
                 i_h = i_h - self.inhibition * (prev.sum(1, keepdim=True) - prev)
             s_h, state_h = lif_step(i_h, state_h, p_h)
             h_hat, i_o = self._read("W_out", t, s_h, perturb)
+            if self.inhibition_out:
+                prev = s_o.detach()
+                i_o = i_o - self.inhibition_out * (prev.sum(1, keepdim=True) - prev)
             s_o, state_o = lif_step(i_o, state_o, p_o)
             for k, v in zip(keys, (x_hat, i_h, state_h.u, s_h, state_h.free, h_hat, i_o, state_o.u, s_o,
                                    state_o.free)):
@@ -152,6 +156,8 @@ class SNNSpec(NetworkSpec):
                             high=1e6, low_open=True)
     inhibition: float = spec_field(0.02, doc="lateral inhibition: current subtracted per spike of another hidden "
                                    "neuron in the step before", unit="nA", low=0.0, high=1e3)
+    inhibition_out: float = spec_field(0.0, doc="lateral inhibition between output neurons (a soft winner-take-"
+                                       "all that breaks ties of the spike count)", unit="nA", low=0.0, high=1e3)
     w_init: float = spec_field(0.1, doc="initial weights drawn from U(0, w_init)", low=0.0, high=100.0,
                                low_open=True)
     slope: float = spec_field(1.0, doc="slope k of the surrogate derivative 1/(1 + k|u - v_th - θ|)²",
@@ -182,4 +188,4 @@ class SNNSpec(NetworkSpec):
         return self.attach(chip)
 
     def attach(self, chip: Chip) -> SNN:
-        return SNN(self.n_in, self.hidden, self.n_out, self.neuron, self.inhibition, chip)
+        return SNN(self.n_in, self.hidden, self.n_out, self.neuron, self.inhibition, chip, self.inhibition_out)
