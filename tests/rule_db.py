@@ -111,8 +111,9 @@ class RuleInfo:
         """The entries of NETWORK_DB it is exercised on: every one it says it trains."""
         if self.trains is not None:
             return self.trains
-        allowed = self.rule_class.networks
-        return tuple(key for key, info in NETWORK_DB.items() if allowed is None or info.kind in allowed)
+        allowed, excluded = self.rule_class.networks, self.rule_class.excludes
+        return tuple(key for key, info in NETWORK_DB.items()
+                     if (allowed is None or info.kind in allowed) and info.kind not in excluded)
 
     def cases(self) -> list[RuleCase]:
         """The defaults, then every variant, on every network it trains."""

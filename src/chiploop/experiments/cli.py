@@ -400,7 +400,7 @@ def rule_networks(rule_class) -> str:
     from chiploop.emulator.networks import NETWORKS
 
     kinds = rule_class.networks if isinstance(rule_class.networks, tuple) else tuple(sorted(NETWORKS))
-    return ", ".join(kinds)
+    return ", ".join(k for k in kinds if k not in getattr(rule_class, "excludes", ()))
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:

@@ -232,6 +232,10 @@ class ExperimentSpec(Spec):
     def check(self) -> None:
         check_model_fits_task(self.model, self.task)
         kinds = getattr(RULES.get(self.rule.name), "networks", None)  # refused here, before anything is built
+        excluded = getattr(RULES.get(self.rule.name), "excludes", ())
+        if isinstance(excluded, tuple) and self.model.kind in excluded:
+            raise SpecError("rule.name", self.rule.name, f"a rule that trains {self.model.kind} networks (this one "
+                            f"trains none of: {', '.join(excluded)})")
         if isinstance(kinds, tuple) and self.model.kind not in kinds:
             raise SpecError("rule.name", self.rule.name, f"a rule that trains {self.model.kind} networks (this one "
                             f"trains: {', '.join(kinds)})")

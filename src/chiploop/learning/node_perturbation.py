@@ -43,8 +43,8 @@ class NodePerturbation(LearningRule):
     """
 
     # a spiking network's loss is piecewise constant in the weights: a finite difference does not
-    # estimate the surrogate gradient the probe holds rules to, so these rules stay with rate networks
-    networks: ClassVar[tuple[str, ...] | None] = ("mlp", "rnn")
+    # estimate the surrogate gradient the probe holds rules to, so these rules refuse spiking networks
+    excludes: ClassVar[tuple[str, ...]] = ("snn",)
 
     variant: Literal["np", "anp"] = spec_field(
         "np", doc="np: correlate ΔL with the injected noise ξ; anp: with the measured activity change Δa")

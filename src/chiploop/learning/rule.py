@@ -48,14 +48,20 @@ class LearningRule(Spec, abc.ABC):
     Class attributes a rule may set: ``deterministic`` (no random draws of its own: the update
     probe then runs it once per chip state on the exact shadow), ``networks`` (the network kinds
     whose graph it can train, others are refused by :meth:`check_network`; ``None``: any network,
-    because the rule reaches the graph only through ``unroll``, ``backward`` and the trace).
+    because the rule reaches the graph only through ``unroll``, ``backward`` and the trace), and
+    ``excludes`` (kinds refused all the same: perturbation rules refuse spiking networks).
     """
 
     deterministic: ClassVar[bool] = False
     networks: ClassVar[tuple[str, ...] | None] = None
+    excludes: ClassVar[tuple[str, ...]] = ()   # kinds refused even when ``networks`` is None (any)
 
     def check_network(self, network: Network, field: str = "rule.name", value: Any = None) -> None:
         """Refuse a network this rule cannot train: one SpecError naming ``field`` and ``value``."""
+        if network.kind in self.excludes:
+            raise SpecError(field, value or type(self).__name__,
+                            f"a rule that trains {network.kind} networks (this one trains none of: "
+                            f"{', '.join(self.excludes)})")
         if self.networks is not None and network.kind not in self.networks:
             raise SpecError(field, value or type(self).__name__,
                             f"a rule that trains {network.kind} networks (this one trains: "
@@ -123,6 +129,10 @@ class Chain(LearningRule):
     @property
     def networks(self) -> tuple[str, ...] | None:  # type: ignore[override]
         return self.rule.networks
+
+    @property
+    def excludes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.rule.excludes
 
     def check_network(self, network: Network, field: str = "rule.name", value: Any = None) -> None:
         self.rule.check_network(network, field, value)

@@ -99,8 +99,8 @@ class WeightPerturbation(LearningRule):
     """
 
     # a spiking network's loss is piecewise constant in the weights: a finite difference does not
-    # estimate the surrogate gradient the probe holds rules to, so these rules stay with rate networks
-    networks: ClassVar[tuple[str, ...] | None] = ("mlp", "rnn")
+    # estimate the surrogate gradient the probe holds rules to, so these rules refuse spiking networks
+    excludes: ClassVar[tuple[str, ...]] = ("snn",)
 
     epsilon: float = spec_field(1e-2, doc="perturbation size ε of every weight (and bias) along P",
                                 unit="weight units", low=0.0, high=10.0, low_open=True)
