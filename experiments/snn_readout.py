@@ -6,7 +6,11 @@ and count the ties of the output spike counts.
 Run: ``PYTHONPATH=src .venv/bin/python experiments/snn_readout.py '{"model": {...}, "rule": ..., ...}'``
 (the spec as JSON; docs/results.md gives the one used).
 """
-import sys, time, torch, json
+import json
+import sys
+
+import torch
+
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import Run
 torch.set_num_threads(1)
