@@ -69,7 +69,7 @@ NETWORK_DB: dict[str, NetworkInfo] = {
                                                                    "leak": "rate"}},
                             lambda: ideal_rnn_problem(leak="rate")),
     "snn": NetworkInfo("snn", {"task": {"name": "spike_digits", "presentation": 20.0},
-                               "model": {"kind": "snn", "hidden": 16, "r_m": 200.0}},
+                               "model": {"kind": "snn", "hidden": 16, "r_m": 400.0, "inhibition": 0.02}},
                        lambda: ideal_snn_problem()),
 }
 

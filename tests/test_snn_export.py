@@ -20,7 +20,7 @@ from chiploop.learning.loihi import simulate_dw
 from chiploop.learning.sym_stdp import stdp_rows
 
 SPEC = {"name": "tiny-snn", "task": {"name": "spike_digits", "presentation": 10.0, "dt": 0.5},
-        "model": {"kind": "snn", "hidden": 8, "r_m": 300.0, "dt": 0.5, "t_ref": 1.5,
+        "model": {"kind": "snn", "hidden": 8, "r_m": 300.0, "dt": 0.5, "t_ref": 1.5, "inhibition": 0.02,
                   "inhibition_out": 0.3},
         "rule": {"name": "sym_stdp", "a_post": 0.8}, "lr": 0.002, "epochs": 1, "batch_size": 64}
 

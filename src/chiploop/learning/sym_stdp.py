@@ -110,9 +110,9 @@ class SymSTDP(LearningRule):
                                low=0.0, high=1e3)
     teacher_rate: float = spec_field(200.0, doc="Poisson rate of the true label's output neuron in training",
                                      unit="Hz", low=0.0, high=1000.0, low_open=True)
-    target_in: float | None = spec_field(4.0, doc="sum of every hidden neuron's incoming weights after scaling "
+    target_in: float | None = spec_field(2.0, doc="sum of every hidden neuron's incoming weights after scaling "
                                   "(null: no scaling)", low=0.0, high=1e4, low_open=True)
-    target_out: float | None = spec_field(4.0, doc="sum of every output neuron's incoming weights after scaling "
+    target_out: float | None = spec_field(25.0, doc="sum of every output neuron's incoming weights after scaling "
                                    "(null: no scaling)", low=0.0, high=1e4, low_open=True)
     theta_plus: float = spec_field(0.5, doc="rise of a hidden neuron's threshold θ per spike", unit="mV", low=0.0,
                                    high=100.0)

@@ -152,9 +152,9 @@ class SNNSpec(NetworkSpec):
     v_reset: float = spec_field(-65.0, doc="reset potential after a spike", unit="mV", low=-200.0, high=100.0)
     v_th: float = spec_field(-52.0, doc="firing threshold (plus the adaptive θ)", unit="mV", low=-200.0, high=100.0)
     t_ref: float = spec_field(2.0, doc="refractory period", unit="ms", low=0.0, high=1000.0)
-    r_m: float = spec_field(400.0, doc="membrane resistance R (R I in mV for I in nA)", unit="MΩ", low=0.0,
+    r_m: float = spec_field(200.0, doc="membrane resistance R (R I in mV for I in nA)", unit="MΩ", low=0.0,
                             high=1e6, low_open=True)
-    inhibition: float = spec_field(0.02, doc="lateral inhibition: current subtracted per spike of another hidden "
+    inhibition: float = spec_field(0.75, doc="lateral inhibition: current subtracted per spike of another hidden "
                                    "neuron in the step before", unit="nA", low=0.0, high=1e3)
     inhibition_out: float = spec_field(0.0, doc="lateral inhibition between output neurons (a soft winner-take-"
                                        "all that breaks ties of the spike count)", unit="nA", low=0.0, high=1e3)
