@@ -25,7 +25,7 @@ import torch
 from processes import alive, children, free_port
 
 from chiploop.emulator import MLP, Network
-from chiploop.emulator.networks import RNN
+from chiploop.emulator.networks import RNN, SNNSpec
 from chiploop.learning import LearningRule, Loss
 
 
@@ -119,6 +119,18 @@ def ideal_rnn_problem(n_in: int = 3, hidden: int = 5, n_out: int = 4, steps: int
     else:
         y = torch.randn(*shape, n_out, generator=gen)
     return Problem(net, (x, y), Loss(loss), gen)
+
+
+def ideal_snn_problem(hidden: int = 12, steps: int = 20, seed: int = 0, batch: int = 8, rate: float = 0.15
+                      ) -> Problem:
+    """A spiking network (64 inputs, ``hidden`` LIF neurons, 10 outputs; R = 200 MΩ so that both layers
+    fire) on exact float crossbars and a batch of Bernoulli(``rate``) input spikes (batch, steps, 64) with
+    labels, from one generator seeded by ``seed`` (weights first)."""
+    gen = torch.Generator().manual_seed(seed)
+    net = SNNSpec(hidden=hidden, r_m=200.0, inhibition=0.5).build(None, gen)
+    x = (torch.rand(batch, steps, 64, generator=gen) < rate).float()
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    return Problem(net, (x, y), Loss("cross_entropy"), gen)
 
 
 def attach(rule: LearningRule, net, generator: torch.Generator) -> Any:

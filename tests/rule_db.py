@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import Problem, ideal_problem, ideal_rnn_problem
+from conftest import Problem, ideal_problem, ideal_rnn_problem, ideal_snn_problem
 
 from chiploop.learning import RULES, LearningRule, make_rule
 
@@ -68,6 +68,9 @@ NETWORK_DB: dict[str, NetworkInfo] = {
     "rnn_rate": NetworkInfo("rnn", {"task": "seq_digits", "model": {"kind": "rnn", "n_in": 8, "hidden": 16, "n_out": 10,
                                                                    "leak": "rate"}},
                             lambda: ideal_rnn_problem(leak="rate")),
+    "snn": NetworkInfo("snn", {"task": {"name": "spike_digits", "presentation": 20.0},
+                               "model": {"kind": "snn", "hidden": 16, "r_m": 400.0, "inhibition": 0.02}},
+                       lambda: ideal_snn_problem()),
 }
 
 # (rule, network kind) -> why it fails today; such cases run as strict xfails, so the fix shows up
@@ -108,8 +111,9 @@ class RuleInfo:
         """The entries of NETWORK_DB it is exercised on: every one it says it trains."""
         if self.trains is not None:
             return self.trains
-        allowed = self.rule_class.networks
-        return tuple(key for key, info in NETWORK_DB.items() if allowed is None or info.kind in allowed)
+        allowed, excluded = self.rule_class.networks, self.rule_class.excludes
+        return tuple(key for key, info in NETWORK_DB.items()
+                     if (allowed is None or info.kind in allowed) and info.kind not in excluded)
 
     def cases(self) -> list[RuleCase]:
         """The defaults, then every variant, on every network it trains."""
@@ -210,6 +214,12 @@ RULE_DB: tuple[RuleInfo, ...] = (
         feedback_crossbars=True, trains=("rnn_rate",),  # Murray's rate leak; refuses the preactivation leak
         variants=({"on_chip": True},),
         bad_options=(({"on_chip": "yes"}, "on_chip"), ({"feedback": "random"}, "feedback"))),
+    RuleInfo(  # synaptic scaling reads the weights in before(), not in signals()
+        "sym_stdp", deterministic=False, unbiased=False, transposed_reads=False, reads_weights=False,
+        feedback_crossbars=False,
+        variants=({"target_in": None, "target_out": None, "a_post": 0.5, "tau": 5.0},),
+        bad_options=(({"tau": 0}, "tau"), ({"teacher_rate": 2000.0}, "teacher_rate"),
+                     ({"target_in": -1.0}, "target_in"), ({"window": "asymmetric"}, "window"))),
 )
 
 BY_NAME: dict[str, RuleInfo] = {info.name: info for info in RULE_DB}

@@ -132,8 +132,9 @@ class Chip:
         for s in signals:
             step = lr if s.lr is None else s.lr
             xb = self.crossbars[s.name]
-            xb.update(s.x, s.d, step)
-            xb.post_update_step()
+            if len(s.x):  # a signal without rows moves only the digital parameter (an adaptive threshold)
+                xb.update(s.x, s.d, step)
+                xb.post_update_step()
             bias = self.biases.get(s.name)
             if bias is not None:
                 bias.sub_(step * (s.d.sum(0) if s.bias_grad is None else s.bias_grad))

@@ -14,6 +14,7 @@ neuron in this form; a network shell only threads the state through its time ste
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -65,3 +66,94 @@ class NeuronStep(Protocol):
 
     def __call__(self, input: torch.Tensor, state: Any, parameters: Any) -> tuple[torch.Tensor, Any]:
         """``(output, new_state)`` for the synaptic ``input`` (batch, n) of this step."""
+
+
+class LIFParameters(NamedTuple):
+    """Leaky integrate-and-fire parameters (Gerstner & Kistler 2002, ch. 4; units in the names' docs).
+
+    ``tau_m`` membrane time constant (ms), ``v_rest`` resting and ``v_reset`` reset potential (mV),
+    ``v_th`` threshold (mV), ``t_ref`` refractory period (ms), ``r_m`` membrane resistance (MΩ, so
+    that ``R I`` is in mV for a current in nA), ``dt`` time step (ms), ``theta`` the neurons' adaptive
+    threshold offset (mV; a float or a tensor (n,)), ``slope`` of the surrogate derivative (1/mV).
+    """
+
+    tau_m: float = 20.0
+    v_rest: float = -65.0
+    v_reset: float = -65.0
+    v_th: float = -52.0
+    t_ref: float = 2.0
+    r_m: float = 1.0
+    dt: float = 1.0
+    theta: Any = 0.0
+    slope: float = 1.0
+
+
+class LIFState(NamedTuple):
+    """``v`` membrane potential (mV), ``refractory`` time left in the refractory period (ms), and of the
+    last step ``u`` the potential before the reset (mV) and ``free`` (1 integrating, 0 refractory), which
+    a backward walk needs; all (batch, n)."""
+
+    v: torch.Tensor
+    refractory: torch.Tensor
+    u: torch.Tensor | None = None
+    free: torch.Tensor | None = None
+
+
+def lif_initial(batch: int, n: int, p: LIFParameters, like: torch.Tensor) -> LIFState:
+    """At rest and not refractory."""
+    v = like.new_full((batch, n), p.v_rest)
+    return LIFState(v, like.new_zeros(batch, n))
+
+
+_SPIKE: list = []
+
+
+def spike_function():
+    """``H(x)`` forward and the fast-sigmoid surrogate ``dH/dx ≈ 1 / (1 + k|x|)²`` backward (Zenke &
+    Ganguli 2018, "SuperSpike", Neural Comput. 30(6)); called as ``spike(x, k)``. Built on first use."""
+    if not _SPIKE:
+        class Spike(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, k):
+                ctx.save_for_backward(x)
+                ctx.k = k
+                return (x > 0).to(x.dtype)
+
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return grad * surrogate_derivative(x, ctx.k), None
+
+        _SPIKE.append(Spike.apply)
+    return _SPIKE[0]
+
+
+def surrogate_derivative(x: torch.Tensor, k: float) -> torch.Tensor:
+    """``σ'(x) = 1 / (1 + k|x|)²`` (x in mV above threshold, k in 1/mV)."""
+    return 1.0 / (1.0 + k * x.abs()) ** 2
+
+
+def lif_step(current: torch.Tensor, state: LIFState, p: LIFParameters) -> tuple[torch.Tensor, LIFState]:
+    """One step of ``τ_m dv/dt = (v_rest - v) + R I``, integrated exactly for a current ``I`` (nA) held
+    over the step (β = exp(-dt/τ_m))::
+
+        u = v_rest + R I + (v - v_rest - R I) β      (not refractory; else u = v_reset)
+        s = H(u - v_th - θ)                          (a spike; surrogate derivative backward)
+        v' = v_reset where s else u;  refractory' = t_ref where s else max(refractory - dt, 0)
+
+    The reset uses ``s`` detached (Zenke & Vogels 2021) and the refractory mask is not differentiated.
+    A neuron driven by a constant ``I`` with ``R I > v_th - v_rest`` (and ``v_reset = v_rest``) fires at
+    ``1 / (t_ref + τ_m ln(R I / (R I - (v_th - v_rest))))`` up to the step's resolution.
+
+    A :class:`NeuronStep`: returns ``(spikes, new_state)``, spikes (batch, n) in {0, 1}.
+    """
+    beta = math.exp(-p.dt / p.tau_m)
+    drive = p.v_rest + p.r_m * current
+    free = (state.refractory <= 0.5 * p.dt).to(current.dtype)
+    u = free * (drive + (state.v - drive) * beta) + (1 - free) * p.v_reset
+    s = spike_function()(u - p.v_th - p.theta, p.slope)
+    fired = s.detach()
+    v = (1 - fired) * u + fired * p.v_reset
+    refractory = torch.where(fired > 0, torch.full_like(u, p.t_ref),
+                             (state.refractory - p.dt).clamp(min=0.0)).detach()
+    return s, LIFState(v, refractory, u, free)

@@ -30,10 +30,12 @@ from typing import Any, Literal
 import yaml
 
 from chiploop.devices.spec import DeviceSpec
+from chiploop.emulator.networks import NetworkSpec
 from chiploop.experiments.results import Result, write_atomic
-from chiploop.experiments.spec import (ExperimentSpec, ModelSpec, RuleSpec, TaskSpec, apply_overrides,
+from chiploop.experiments.spec import (ExperimentSpec, RuleSpec, TaskSpec, apply_overrides,
                                       check_model_fits_task, experiment_from_data)
 from chiploop.experiments.stats import higher_is_better
+from chiploop.learning import make_rule
 from chiploop.learning.decorrelation import DecorrelationSpec
 from chiploop.specs import Spec, SpecError, from_mapping, load_yaml, set_dotted, spec_field, to_plain
 
@@ -56,13 +58,15 @@ class RuleCard(Spec):
     epochs: int = spec_field(doc="passes over the training set", low=0)
     device: DeviceSpec = spec_field(doc="the fully resolved device; `preset` records the preset it came from")
     task: TaskSpec = spec_field(doc="data set of the original run (for reference)")
-    model: ModelSpec = spec_field(doc="network of the original run (for reference)")
+    model: NetworkSpec = spec_field(doc="network of the original run (for reference)")
     decorrelation: DecorrelationSpec | None = spec_field(None, doc="decorrelation of every layer's input; null = off")
     metrics: dict = spec_field(default_factory=dict, doc="measured: mean over seeds of the runs' final numbers "
                                "(test_acc, val_acc, ...) and test/val accuracy min, max and std over seeds")
     provenance: dict = spec_field(default_factory=dict, doc="chiploop/torch/aihwkit versions, spec_hash (one "
                                   "run: its own; several: their shared spec's with seed 0), run_hashes, "
                                   "source_runs, seeds, run_name, status, created (ISO-8601 UTC)")
+    loihi: dict | None = spec_field(None, doc="an STDP rule as a Loihi 2 (Lava) learning rule: the sum-of-products "
+                                    "dw string, trace impulses and time constants (steps), dt_ms; null for other rules")
 
     def check(self) -> None:
         for key, value in self.metrics.items():
@@ -77,6 +81,12 @@ class RuleCard(Spec):
             if not all(isinstance(v, _SCALARS) for v in items):
                 raise SpecError(f"provenance.{key}", value, "a string, a number or a list of them")
         check_model_fits_task(self.model, self.task)
+        if self.loihi is not None:
+            from chiploop.learning.loihi import parse_dw
+            parse_dw(self.loihi.get("dw"))
+            for key, value in self.loihi.items():
+                if key != "dw" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                    raise SpecError(f"loihi.{key}", value, "a number (impulse, tau in steps, t_epoch, dt_ms)")
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -130,14 +140,16 @@ def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
 _CardDumper.add_representer(list, _represent_list)
 
 _ORDER = ("format_version", "rule", "decorrelation", "lr", "schedule", "batch_size", "epochs", "device",
-          "metrics", "provenance", "task", "model")
+          "metrics", "provenance", "task", "model", "loihi")
 
 
 def card_text(card: RuleCard) -> str:
     """The card as the YAML text :func:`write_card` writes, header comment first."""
     plain = to_plain(card)
-    data = {k: plain[k] for k in _ORDER}
-    sizes = "-".join(map(str, card.model.sizes))
+    data = {k: plain[k] for k in _ORDER if k != "loihi" or plain[k] is not None}
+    model = card.model
+    sizes = ("MLP " + "-".join(map(str, model.sizes)) if hasattr(model, "sizes")
+             else f"{model.kind} " + "-".join(map(str, (model.n_in, getattr(model, "hidden", "?"), model.n_out))))
     runs = card.provenance.get("seeds")
     n = f"mean of {len(runs)} seeds" if isinstance(runs, list) and len(runs) > 1 else "one run"
     acc = card.metrics.get("test_acc")
@@ -145,7 +157,7 @@ def card_text(card: RuleCard) -> str:
     decorr = " + decorrelation" if card.decorrelation else ""
     header = (f"# chiploop rule card (format {card.format_version}): rule {card.rule.name}{decorr} tuned for "
               f"device {card.device.preset or '(custom)'}\n"
-              f"# measured on {card.task.name}, MLP {sizes}: {measured}\n"
+              f"# measured on {card.task.name}, {sizes}: {measured}\n"
               "# Plain YAML, read with yaml.safe_load. Train with it: chiploop run --card THIS_FILE "
               "[--set key=value ...]\n"
               "# or in Python: chiploop.experiments.card.load_card(path), then card_rule(card)\n")
@@ -216,9 +228,12 @@ def _card_from_group(runs: Sequence[_Run], metric: str = "test_acc") -> RuleCard
     }
     if spec.injected is not None:  # the metrics include injected bias/variance the card does not carry
         provenance["injected"] = json.dumps(to_plain(spec.injected))
+    rule = make_rule(spec.rule.name, spec.rule.options)
+    loihi = rule.loihi(spec.lr, spec.model.dt) if hasattr(rule, "loihi") else None
     return RuleCard(format_version=CARD_FORMAT, rule=spec.rule, lr=spec.lr, schedule=spec.schedule,
                     batch_size=spec.batch_size, epochs=spec.epochs, device=spec.device, task=spec.task,
-                    model=spec.model, decorrelation=spec.decorrelation, metrics=metrics, provenance=provenance)
+                    model=spec.model, decorrelation=spec.decorrelation, metrics=metrics, provenance=provenance,
+                    loihi=loihi)
 
 
 def card_from_run(run_dir: str | Path) -> RuleCard:
@@ -301,7 +316,8 @@ def experiment_from_card(card: RuleCard, overrides: Iterable[str] = (), source: 
             "rule": to_plain(card.rule), "decorrelation": to_plain(card.decorrelation), "lr": card.lr,
             "schedule": card.schedule, "batch_size": card.batch_size, "epochs": card.epochs}
     data, keys = apply_overrides(data, overrides)
-    if not any(k == "model" or k.startswith("model.sizes") for k in keys) and isinstance(data.get("task"), Mapping):
+    if (hasattr(card.model, "sizes") and not any(k == "model" or k.startswith("model.sizes") for k in keys)
+            and isinstance(data.get("task"), Mapping)):
         task = from_mapping(TaskSpec, data["task"], source=source, prefix="task.")
         sizes = list(card.model.sizes)
         if (sizes[0], sizes[-1]) != task.dims:

@@ -253,9 +253,9 @@ def run_dirs(paths: list[str]) -> tuple[list[Path], int]:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    if not args.out and not args.weights and not args.fusion:
-        raise SpecError("-o / --weights / --fusion", None, "at least one output: -o CARD.yaml, --weights OUT.npz "
-                        "or --fusion OUT.csv")
+    if not args.out and not args.weights and not args.fusion and not args.nir:
+        raise SpecError("-o / --weights / --fusion / --nir", None, "at least one output: -o CARD.yaml, --weights "
+                        "OUT.npz, --fusion OUT.csv or --nir OUT.nir")
     if args.fusion:
         if len(args.runs) != 1 or not (Path(args.runs[0]) / "weights.npz").is_file():
             raise SpecError("--fusion", args.runs, "exactly one RUN_DIR with weights.npz (the run whose weights "
@@ -264,6 +264,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise SpecError("--fusion", args.fusion, "a .csv file name (Fusion's format; OUT.params.npz is "
                             "written beside it)")
         _writable_dir(Path(args.fusion).parent, "--fusion", args.fusion)
+    if args.nir:
+        if len(args.runs) != 1 or not (Path(args.runs[0]) / "result.json").is_file():
+            raise SpecError("--nir", args.runs, "exactly one RUN_DIR with result.json (the spiking run to export)")
+        _writable_dir(Path(args.nir).parent, "--nir", args.nir)
     if args.weights:
         if len(args.runs) != 1 or not (Path(args.runs[0]) / "result.json").is_file():
             raise SpecError("--weights", args.runs, "exactly one RUN_DIR with result.json (the run whose weights "
@@ -296,6 +300,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         layers = sorted(k.split("/", 1)[1] for k in arrays if k.startswith("g_plus_uS/"))
         print(f"wrote {args.weights}: weights, the chip's roles and conductance pairs G+/G- (µS, g_max 25) of "
               f"{', '.join(layers)}")
+    if args.nir:
+        from chiploop.experiments.nir_export import export_nir
+
+        graph = export_nir(args.runs[0], args.nir)
+        print(f"wrote {args.nir}: NIR graph of {len(graph.nodes)} nodes ({', '.join(graph.nodes)})")
     return 0
 
 
@@ -481,7 +490,7 @@ def rule_networks(rule_class) -> str:
     from chiploop.emulator.networks import NETWORKS
 
     kinds = rule_class.networks if isinstance(rule_class.networks, tuple) else tuple(sorted(NETWORKS))
-    return ", ".join(kinds)
+    return ", ".join(k for k in kinds if k not in getattr(rule_class, "excludes", ()))
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
@@ -581,6 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "targets (µS)")
     exp.add_argument("--fusion", metavar="OUT.csv", help="the run's weight crossbars in IBM's Fusion chip CSV "
                      "format (aihwkit fusion_export), with OUT.params.npz for fusion_import")
+    exp.add_argument("--nir", help=".nir (HDF5) to write: the run's spiking network as a NIR graph (Linear weights, "
+                     "LIF nodes; nir.read loads it)")
     exp.add_argument("--device", help="consider only runs on this device preset")
     exp.add_argument("--metric", help="final metric that picks the best configuration (default val_acc, the "
                      "validation split; test_acc when no run has one; accuracies and cosines maximised, others "

@@ -28,7 +28,9 @@ class TaskSpec(Spec):
     ``teacher_student``: inputs uniform in [0, 1]^d labelled by a random teacher MLP. Sequences (for
     recurrent networks, (samples, time, features)): ``seq_digits`` (the digits read row by row),
     ``mnist1d`` (Greydanus 2020, generated from its templates), ``delayed_xor`` (two cues ``delay``
-    steps apart), ``pattern_generation`` (a sum of sinusoids from frozen random spikes).
+    steps apart), ``pattern_generation`` (a sum of sinusoids from frozen random spikes). Spikes (for
+    spiking networks, (samples, steps, 64) in {0, 1}): ``spike_digits`` (the digits as Poisson trains,
+    rate ∝ pixel, ``presentation / dt`` steps).
 
     Your own data (:mod:`chiploop.experiments.data`): ``file`` (``path`` a ``.npz`` with arrays
     ``x`` and ``y`` by key, or a ``.csv``/``.parquet`` with input columns by prefix ``x`` or by name
@@ -39,7 +41,7 @@ class TaskSpec(Spec):
     array or ``time_steps`` makes sequences for recurrent networks."""
 
     name: Literal["digits", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation",
-                  "file", "idx", "arrays"] = spec_field("digits", doc="data set")
+                  "spike_digits", "file", "idx", "arrays"] = spec_field("digits", doc="data set")
     seed: int = spec_field(0, doc="seed of the data split and the teacher (fixed across run seeds)", low=0)
     val_fraction: float = spec_field(0.15, doc="share of the non-test data held out for validation",
                                      low=0.0, high=0.9)
@@ -73,6 +75,12 @@ class TaskSpec(Spec):
         "fitted on the training split")
     time_steps: int = spec_field(0, doc="data tasks: read each sample's features as this many time steps "
                                  "(samples, time, features/time) for recurrent networks; 0 = as stored", low=0)
+    dt: float = spec_field(1.0, doc="spike_digits: time step (the spiking network's dt)", unit="ms", low=0.0,
+                           high=100.0, low_open=True)
+    presentation: float = spec_field(50.0, doc="spike_digits: presentation time of a digit", unit="ms", low=0.0,
+                                     high=10000.0, low_open=True)
+    max_rate: float = spec_field(200.0, doc="spike_digits: Poisson rate of a pixel of full intensity", unit="Hz",
+                                 low=0.0, high=1000.0, low_open=True)
 
     def check(self) -> None:
         if len(self.teacher_sizes) < 2 or min(self.teacher_sizes) < 1:
@@ -104,6 +112,11 @@ class TaskSpec(Spec):
             from chiploop.experiments.data.load import load
             from chiploop.experiments.data.splits import split_indices
             split_indices(load(self), self)  # read, checked and split now: bad data is a spec error
+        if self.max_rate * self.dt > 1000.0:
+            raise SpecError("max_rate", self.max_rate, f"at most 1000 / dt = {1000.0 / self.dt:g} Hz (one spike "
+                            "per step)")
+        if self.presentation < self.dt:
+            raise SpecError("presentation", self.presentation, f"at least one time step (dt = {self.dt} ms)")
 
     @classmethod
     def from_value(cls, value: Any, name: str = "task") -> TaskSpec:
@@ -126,12 +139,18 @@ class TaskSpec(Spec):
         if self.is_data:
             from chiploop.experiments.data.load import load
             return load(self).sequential
-        return self.name in ("seq_digits", "mnist1d", "delayed_xor", "pattern_generation")
+        return self.name in ("seq_digits", "mnist1d", "delayed_xor", "pattern_generation", "spike_digits")
+
+    @property
+    def spiking(self) -> bool:
+        """Whether samples are spike trains (samples, steps, channels) in {0, 1}, for spiking networks."""
+        return self.name == "spike_digits"
 
     @property
     def dims(self) -> tuple[int, int]:
         """(input width, output width) the model must have (per time step for sequences)."""
-        fixed = {"digits": (64, 10), "seq_digits": (8, 10), "mnist1d": (1, 10), "delayed_xor": (2, 2)}
+        fixed = {"digits": (64, 10), "seq_digits": (8, 10), "mnist1d": (1, 10), "delayed_xor": (2, 2),
+                 "spike_digits": (64, 10)}
         if self.name in fixed:
             return fixed[self.name]
         if self.is_data:
@@ -167,9 +186,16 @@ ModelSpec = MLPSpec  # the default network's spec
 def check_model_fits_task(model: NetworkSpec, task: TaskSpec) -> None:
     """The network's input and output widths must be the task's, and a sequence task needs a network
     that reads sequences."""
+    spiking = getattr(model, "spiking", False)
+    if task.spiking != spiking:
+        kinds = "a spiking network (kind: snn)" if task.spiking else \
+            "a recurrent network (kind: rnn)" if task.sequential else "a feedforward network (kind: mlp)"
+        raise SpecError("model.kind", model.kind, f"{kinds} for task {task.describe()}")
     if task.sequential != model.sequential:
         kinds = "a recurrent network (kind: rnn)" if task.sequential else "a feedforward network (kind: mlp)"
         raise SpecError("model.kind", model.kind, f"{kinds} for task {task.describe()}")
+    if spiking and model.dt != task.dt:
+        raise SpecError("model.dt", model.dt, f"the task's time step task.dt = {task.dt} ms")
     n_in, n_out = task.dims
     if model.dims != (n_in, n_out):
         if hasattr(model, "sizes"):
@@ -291,6 +317,10 @@ class ExperimentSpec(Spec):
             raise SpecError("batch_size", self.batch_size, f"at most the {self.task.train_samples} training samples "
                             f"of task {self.task.describe()}")
         kinds = getattr(RULES.get(self.rule.name), "networks", None)  # refused here, before anything is built
+        excluded = getattr(RULES.get(self.rule.name), "excludes", ())
+        if isinstance(excluded, tuple) and self.model.kind in excluded:
+            raise SpecError("rule.name", self.rule.name, f"a rule that trains {self.model.kind} networks (this one "
+                            f"trains none of: {', '.join(excluded)})")
         if isinstance(kinds, tuple) and self.model.kind not in kinds:
             raise SpecError("rule.name", self.rule.name, f"a rule that trains {self.model.kind} networks (this one "
                             f"trains: {', '.join(kinds)})")

@@ -201,9 +201,24 @@ def scale_fitted(x_train: np.ndarray, how: str):
     return lambda x: (x - shift) / span
 
 
+def spike_digits(spec: TaskSpec) -> Task:
+    """sklearn's digits as Poisson spike trains (Diehl & Cook 2015's encoding): pixel ``p`` / 16 in [0, 1]
+    fires in each of the ``T = round(presentation / dt)`` steps with probability ``p · max_rate · dt``
+    (rate in Hz, dt in ms / 1000), one frozen draw per sample from ``task.seed`` (the same trains every
+    epoch); the split of ``digits``. Inputs (samples, T, 64) in {0, 1}."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    steps = max(1, round(spec.presentation / spec.dt))
+    prob = torch.as_tensor(data.data / 16.0, dtype=torch.float32) * (spec.max_rate * spec.dt / 1000.0)
+    gen = torch.Generator().manual_seed(spec.seed)
+    spikes = (torch.rand(len(prob), steps, prob.shape[1], generator=gen) < prob[:, None, :]).float()
+    return _split(spikes.numpy(), data.target, spec, stratify=True, loss=Loss("cross_entropy"))
+
+
 TASKS = {"digits": digits, "teacher_student": teacher_student, "seq_digits": seq_digits, "mnist1d": mnist1d,
-         "delayed_xor": delayed_xor, "pattern_generation": pattern_generation, "file": data_task, "idx": data_task,
-         "arrays": data_task}
+         "delayed_xor": delayed_xor, "pattern_generation": pattern_generation, "spike_digits": spike_digits,
+         "file": data_task, "idx": data_task, "arrays": data_task}
 
 
 def make_task(spec: TaskSpec) -> Task:

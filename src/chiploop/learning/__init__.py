@@ -16,6 +16,7 @@ from chiploop.learning.loss import Loss
 from chiploop.learning.node_perturbation import NodePerturbation
 from chiploop.learning.rule import Chain, LearningRule, Transform, chain
 from chiploop.learning.sign_symmetry import SignSymmetry
+from chiploop.learning.sym_stdp import SymSTDP
 from chiploop.learning.weight_perturbation import SPSA, WeightPerturbation
 from chiploop.specs import SpecError, from_mapping
 
@@ -31,6 +32,7 @@ RULES: dict[str, type[LearningRule]] = {
     "bptt": BPTT,
     "eprop": EProp,
     "rflo": RFLO,
+    "sym_stdp": SymSTDP,
 }
 
 
@@ -52,5 +54,5 @@ def register(name: str, rule_class: type[LearningRule]) -> type[LearningRule]:
 
 
 __all__ = ["BPTT", "Backprop", "Chain", "EProp", "Decorrelate", "DecorrelationSpec", "DirectFeedbackAlignment", "FeedbackAlignment",
-           "Inject", "InjectedSpec", "LearningRule", "Loss", "NodePerturbation", "RFLO", "RULES", "SPSA", "SignSymmetry",
+           "Inject", "InjectedSpec", "LearningRule", "Loss", "NodePerturbation", "RFLO", "RULES", "SPSA", "SignSymmetry", "SymSTDP",
            "Transform", "WeightPerturbation", "chain", "decorrelate", "inject", "make_rule", "register"]

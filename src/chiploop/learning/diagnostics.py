@@ -69,7 +69,18 @@ def _estimates(network: Network, rule: LearningRule, state: Any, batch, loss: Lo
     """The rule's estimates ``ĝ = d^T x`` of every weight crossbar (as float64), and its new state."""
     trace = network.unroll(batch[0])
     signals, state = rule.signals(network, trace, batch, loss, state)
-    return {s.name: s.d.T.double() @ s.x.double() for s in signals if network.chip.roles[s.name] == "weight"}, state
+    return summed(signals, lambda name: network.chip.roles[name] == "weight"), state
+
+
+def summed(signals, keep) -> dict[str, torch.Tensor]:
+    """``ĝ = Σ dᵀx`` per crossbar over the signals whose name ``keep(name)`` (a rule may send several
+    signals to one crossbar: the STDP terms, say, and a threshold step without rows)."""
+    out: dict[str, torch.Tensor] = {}
+    for s in signals:
+        if keep(s.name):
+            g = s.d.T.double() @ s.x.double()
+            out[s.name] = out[s.name] + g if s.name in out else g
+    return out
 
 
 def probe(network: Network, rule: LearningRule, state: Any, batch, loss: Loss, lr: float, repeats: int
@@ -95,7 +106,7 @@ def probe(network: Network, rule: LearningRule, state: Any, batch, loss: Loss, l
             trace = trial.unroll(batch[0])
             signals, state = rule.signals(trial, trace, batch, loss, state)
             trial.chip.apply(signals, lr)
-            asked = {s.name: s.d.T.double() @ s.x.double() for s in signals if s.name in g}
+            asked = summed(signals, lambda name: name in g)
             for name in g:  # a weight crossbar the rule leaves alone has the estimate 0
                 zero = torch.zeros_like(g[name])
                 samples[name]["rule*"].append(rule_ideal.get(name, zero))

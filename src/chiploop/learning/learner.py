@@ -40,8 +40,12 @@ class Learner:
         return cls(network, rule, loss, rule.init(network, generator))
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> list[LayerSignal]:
-        """One mini-batch: unroll ``x`` on the chip, ask the rule for its signals, apply them."""
+        """One mini-batch: the rule's updates before it (if any), then unroll ``x`` on the chip, ask the rule
+        for its signals, apply them."""
         with torch.no_grad():
+            early, self.state = self.rule.before(self.network, self.state)
+            if early:
+                self.network.chip.apply(early, lr)
             trace = self.network.unroll(x)
             signals, self.state = self.rule.signals(self.network, trace, (x, y), self.loss, self.state)
             self.network.chip.apply(signals, lr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, final
+from typing import Any, ClassVar, Literal, final
 
 from chiploop.lazy import torch
 
@@ -41,6 +41,10 @@ class NodePerturbation(LearningRule):
     quantisation), which also enters ΔL and, for ``anp``, Δa. The rule runs there unchanged;
     the variance this adds to the estimate is a finding about the chip, not a bug.
     """
+
+    # a spiking network's loss is piecewise constant in the weights: a finite difference does not
+    # estimate the surrogate gradient the probe holds rules to, so these rules refuse spiking networks
+    excludes: ClassVar[tuple[str, ...]] = ("snn",)
 
     variant: Literal["np", "anp"] = spec_field(
         "np", doc="np: correlate ΔL with the injected noise ξ; anp: with the measured activity change Δa")

@@ -6,6 +6,7 @@ pure-ish functions::
     requests = rule.crossbars(network, generator)   # extra crossbars it needs (feedback B, decorrelators R)
     chip.install(requests)                          # the chip builder makes them; the rule never mutates the chip
     state = rule.init(network, generator)           # its own state (generators, counters)
+    early, state = rule.before(network, state)      # updates before the batch (synaptic scaling); usually none
     signals, state = rule.signals(network, trace, batch, loss, state)
 
 ``LayerSignal(name, x, d)`` asks crossbar ``name`` for ``ΔW = -lr * d^T x`` (docs/science.md §4:
@@ -47,14 +48,20 @@ class LearningRule(Spec, abc.ABC):
     Class attributes a rule may set: ``deterministic`` (no random draws of its own: the update
     probe then runs it once per chip state on the exact shadow), ``networks`` (the network kinds
     whose graph it can train, others are refused by :meth:`check_network`; ``None``: any network,
-    because the rule reaches the graph only through ``unroll``, ``backward`` and the trace).
+    because the rule reaches the graph only through ``unroll``, ``backward`` and the trace), and
+    ``excludes`` (kinds refused all the same: perturbation rules refuse spiking networks).
     """
 
     deterministic: ClassVar[bool] = False
     networks: ClassVar[tuple[str, ...] | None] = None
+    excludes: ClassVar[tuple[str, ...]] = ()   # kinds refused even when ``networks`` is None (any)
 
     def check_network(self, network: Network, field: str = "rule.name", value: Any = None) -> None:
         """Refuse a network this rule cannot train: one SpecError naming ``field`` and ``value``."""
+        if network.kind in self.excludes:
+            raise SpecError(field, value or type(self).__name__,
+                            f"a rule that trains {network.kind} networks (this one trains none of: "
+                            f"{', '.join(self.excludes)})")
         if self.networks is not None and network.kind not in self.networks:
             raise SpecError(field, value or type(self).__name__,
                             f"a rule that trains {network.kind} networks (this one trains: "
@@ -72,6 +79,11 @@ class LearningRule(Spec, abc.ABC):
     def signals(self, network: Network, trace: Trace, batch: Batch, loss: Loss, state: Any
                 ) -> tuple[list[LayerSignal], Any]:
         """Update signals for the batch whose unroll is ``trace``, and the new state."""
+
+    def before(self, network: Network, state: Any) -> tuple[list[LayerSignal], Any]:
+        """Updates to apply before the batch is presented (homeostasis such as synaptic scaling: its
+        reads go through the chip's verbs, its writes are signals like any other); none by default."""
+        return [], state
 
     def report(self, state: Any) -> dict[str, float]:
         """Numbers to record per epoch (bytes on the bus, say)."""
@@ -118,6 +130,10 @@ class Chain(LearningRule):
     def networks(self) -> tuple[str, ...] | None:  # type: ignore[override]
         return self.rule.networks
 
+    @property
+    def excludes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.rule.excludes
+
     def check_network(self, network: Network, field: str = "rule.name", value: Any = None) -> None:
         self.rule.check_network(network, field, value)
 
@@ -135,6 +151,10 @@ class Chain(LearningRule):
             signals, s = t.update(network, trace, batch, loss, signals, s)
             states.append(s)
         return signals, tuple(states)
+
+    def before(self, network: Network, state: tuple) -> tuple[list[LayerSignal], tuple]:
+        signals, first = self.rule.before(network, state[0])
+        return signals, (first, *state[1:])
 
     def report(self, state: tuple) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -154,8 +174,11 @@ def chain(rule: LearningRule, *transforms: Transform | None) -> LearningRule:
 
 
 def weight_signals(network: Network, trace: Trace, deltas: dict[str, torch.Tensor]) -> list[LayerSignal]:
-    """``LayerSignal(name, x̂, d)`` for every weight crossbar, ``x̂`` from the trace."""
-    return [LayerSignal(name, trace.inputs[name], deltas[name]) for name in network.weight_names]
+    """``LayerSignal(name, x̂, d)`` for every weight crossbar, ``x̂`` from the trace; a walk that returns
+    ``bias/NAME`` (the gradient of a digital parameter that is not an additive bias, such as a spiking
+    neuron's threshold) gives that as the signal's ``bias_grad``."""
+    return [LayerSignal(name, trace.inputs[name], deltas[name], bias_grad=deltas.get(f"bias/{name}"))
+            for name in network.weight_names]
 
 
 __all__ = ["Batch", "Chain", "LearningRule", "Transform", "chain", "own_generator", "weight_signals"]

@@ -8,7 +8,7 @@ Control 37(3):332-341): the gradient from forward passes and the loss alone."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, final
+from typing import ClassVar, Literal, final
 
 from chiploop.lazy import torch
 
@@ -97,6 +97,10 @@ class WeightPerturbation(LearningRule):
     per direction) crosses the bus; otherwise the directions come from the rule's running
     generator and must be sent too (:meth:`report`).
     """
+
+    # a spiking network's loss is piecewise constant in the weights: a finite difference does not
+    # estimate the surrogate gradient the probe holds rules to, so these rules refuse spiking networks
+    excludes: ClassVar[tuple[str, ...]] = ("snn",)
 
     epsilon: float = spec_field(1e-2, doc="perturbation size ε of every weight (and bias) along P",
                                 unit="weight units", low=0.0, high=10.0, low_open=True)

@@ -1,0 +1,34 @@
+"""Accuracy floors of the spiking network on spike_digits (experiments/snn_rules.yaml: dt 1 ms, 50 ms
+presentations, 100 hidden LIF neurons, 20 epochs), mean of seeds 0-2 on the ideal chip: the
+surrogate-gradient walk (rule backprop) >= 0.90, supervised symmetric STDP >= 0.80 (issue 13).
+
+The STDP floor is not reached yet (docs/results.md has the measured numbers): it runs as a strict xfail,
+so the day it holds the test says so."""
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from chiploop.experiments.sweeps.suite import SuiteSpec, run_suite
+from chiploop.specs import from_mapping, load_yaml
+
+SUITE = Path(__file__).resolve().parents[1] / "experiments" / "snn_rules.yaml"
+FLOORS = {"backprop@ideal": 0.90, "sym_stdp@ideal": 0.80}
+BELOW = {"sym_stdp@ideal": "measured below the floor (docs/results.md, seed 003)"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def accuracy(tmp_path_factory) -> dict[str, float]:
+    suite = from_mapping(SuiteSpec, load_yaml(SUITE), source=str(SUITE))
+    assert {r["name"] for r in suite.runs} == set(FLOORS) and suite.seeds == 3 and suite.epochs == 20
+    groups = run_suite(suite, tmp_path_factory.mktemp("snn"), str(SUITE), progress=False)
+    return {name: statistics.mean(r.final["test_acc"] for r in results) for name, results in groups.items()}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BELOW[n]))
+                                  if n in BELOW else n for n in sorted(FLOORS)])
+def test_snn_floor(accuracy, name):
+    assert accuracy[name] >= FLOORS[name], accuracy
