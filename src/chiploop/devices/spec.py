@@ -75,7 +75,7 @@ class InferenceSpec(Spec):
 
 @dataclass(frozen=True)
 class EnergySpec(Spec):
-    """Energy per operation of a crossbar chip, for the chip ledger's estimate (docs/science.md §10)::
+    """Energy per operation of a crossbar chip, for the chip ledger's estimate (docs/science.md §2.8)::
 
         E = read_cell_j · (cells read) + dac_j · (inputs driven) + adc_j · (outputs converted)
             + pulse_j · (programming pulses)

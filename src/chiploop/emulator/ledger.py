@@ -1,5 +1,5 @@
 """The chip ledger: what every crossbar verb would cost on a chip — calls, bytes across the bus,
-programming pulses, energy — and, for a remote chip, the wall time of each call (docs/science.md §10).
+programming pulses, energy — and, for a remote chip, the wall time of each call (docs/science.md §2.8).
 
 Bytes are the float32 tensor payloads a verb moves (4 bytes an element): a forward read sends ``x``
 (batch x in) and returns ``y`` (batch x out); a transposed read sends ``d`` and returns ``z``; an

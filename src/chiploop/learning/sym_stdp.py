@@ -1,6 +1,6 @@
 """Supervised symmetric STDP with synaptic scaling and a dynamic threshold (Hao, Huang, Dong & Xu 2020,
 "A biologically plausible supervised learning method for spiking neural networks using the symmetric STDP
-rule", Neural Networks 121:387-395; docs/science.md §8), for the spiking network of
+rule", Neural Networks 121:387-395; docs/science.md §4.12), for the spiking network of
 :mod:`chiploop.emulator.networks.snn`.
 
 Three small pieces, each its own function:

@@ -1,5 +1,5 @@
 """A spiking network on two crossbars: Poisson input spikes -> LIF hidden layer with lateral inhibition ->
-LIF output layer, read out by spike count (docs/science.md §8; seed 003: Hao, Huang, Dong & Xu 2020,
+LIF output layer, read out by spike count (docs/science.md §5.3; seed 003: Hao, Huang, Dong & Xu 2020,
 "A biologically plausible supervised learning method for spiking neural networks using the symmetric
 STDP rule", Neural Networks 121:387-395).
 

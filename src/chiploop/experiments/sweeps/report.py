@@ -294,7 +294,7 @@ LEDGER = (("chip_calls_per_step", "calls", "{:.1f}"), ("chip_bytes_per_step", "b
 
 def ledger_lines(table: SweepTable) -> list[str]:
     """The chip ledger per training step (mean over finished seeds) of each configuration: verb calls,
-    bytes across the bus, expected programming pulses, estimated energy (docs/science.md §10)."""
+    bytes across the bus, expected programming pulses, estimated energy (docs/science.md §2.8)."""
     columns = [c for c, _, _ in LEDGER if c in table.frame.columns]
     finished = table.frame[table.frame["status"] == "ok"]
     if not columns or finished.empty:
