@@ -30,5 +30,7 @@ print('centroid-dot acc', ((hte @ Cn.T).argmax(1) == yte).float().mean().item())
 Wout = r.network.chip.crossbars['W_out'].weights()
 print('W_out-dot acc', ((hte @ Wout.T).argmax(1) == yte).float().mean().item(), 'net acc', (ote.argmax(1) == yte).float().mean().item(), 'ties', ((ote == ote.max(1, keepdim=True).values).sum(1) > 1).float().mean().item())
 from sklearn.linear_model import LogisticRegression
+tb = ote + (hte @ Wout.T) / (4 * (hte @ Wout.T).abs().amax(1, keepdim=True).clamp(min=1e-12))
+print('count+current acc', (tb.argmax(1) == yte).float().mean().item())
 print('logreg on counts', LogisticRegression(max_iter=2000).fit(htr.numpy(), ytr.numpy()).score(hte.numpy(), yte.numpy()))
 print('active', (hte > 0).float().sum(1).mean().item(), 'spikes', hte.sum(1).mean().item(), 'out spikes', ote.sum(1).mean().item())

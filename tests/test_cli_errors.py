@@ -52,6 +52,9 @@ FILES = {
     "snn_on_digits.yaml": "device: ideal\nepochs: 1\nmodel: {kind: snn}\nrule: sym_stdp\n",
     "snn_dt.yaml": "device: ideal\nepochs: 1\ntask: {name: spike_digits, dt: 0.5}\nmodel: {kind: snn}\n",
     "snn_threshold.yaml": "device: ideal\nepochs: 1\ntask: spike_digits\nmodel: {kind: snn, v_th: -70}\n",
+    "snn_readout.yaml": "device: ideal\nepochs: 1\ntask: spike_digits\nmodel: {kind: snn, readout: current}\n",
+    "stdp_out_rate.yaml": "device: ideal\nepochs: 1\ntask: spike_digits\nmodel: {kind: snn}\n"
+                          "rule: {name: sym_stdp, out_rate: 0}\n",
     "spike_rate.yaml": "device: ideal\nepochs: 1\ntask: {name: spike_digits, max_rate: 900, dt: 2}\n"
                        "model: {kind: snn, dt: 2}\n",
     "a_file.txt": "not a directory\n",
@@ -99,6 +102,8 @@ CASES = [
     ("spiking network on rate digits", ["run", "snn_on_digits.yaml"], "field 'model.kind'"),
     ("snn dt not the task's", ["run", "snn_dt.yaml"], "field 'model.dt'"),
     ("snn threshold below rest", ["run", "snn_threshold.yaml"], "field 'model.v_th'"),
+    ("snn readout unknown", ["run", "snn_readout.yaml"], "field 'model.readout'"),
+    ("stdp out_rate zero", ["run", "stdp_out_rate.yaml"], "field 'rule.options.out_rate'"),
     ("spike rate over one per step", ["run", "spike_rate.yaml"], "field 'task.max_rate'"),
     ("negative lr", ["run", "negative_lr.yaml"], "field 'lr'"),
     ("missing card", ["run", "--card", "missing.yaml"], "missing.yaml"),

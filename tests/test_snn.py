@@ -118,6 +118,21 @@ def test_the_rule_scales_before_each_batch_and_counts_what_it_costs():
     assert state["scaling_rows"] == 64 + 12 and state["scaling_reads"] == 64 + 12
 
 
+def test_out_rate_scales_the_output_layer_stdp_only():
+    gen = torch.Generator().manual_seed(1)
+    net = snn(hidden=16, seed=1, r_m=300.0)
+    x, y = spike_batch(gen, rate=0.3)
+    with torch.no_grad():
+        trace = net.unroll(x)
+    base, fast = SymSTDP(), SymSTDP(out_rate=8.0)
+    sig_a, _ = base.signals(net, trace, (x, y), Loss("cross_entropy"), base.init(net, torch.Generator()))
+    sig_b, _ = fast.signals(net, trace, (x, y), Loss("cross_entropy"), fast.init(net, torch.Generator()))
+    for a, b in zip(sig_a, sig_b):
+        assert a.name == b.name and torch.equal(a.x, b.x)
+        assert torch.equal(b.d, a.d * (8.0 if a.name == "W_out" else 1.0))
+    assert any(s.name == "W_out" and len(s.d) and s.d.abs().sum() > 0 for s in sig_a)
+
+
 def test_dynamic_threshold_rises_per_spike_and_decays():
     theta = torch.tensor([0.0, 1.0, 2.0])
     counts = torch.tensor([3.0, 0.0, 1.0])
@@ -134,9 +149,10 @@ def spike_batch(gen, batch=6, steps=30, n_in=64, rate=0.15):
     return x, y
 
 
-def test_surrogate_gradient_walk_equals_autograd_through_the_unroll():
+@pytest.mark.parametrize("readout", ["count", "count+current"])
+def test_surrogate_gradient_walk_equals_autograd_through_the_unroll(readout):
     gen = torch.Generator().manual_seed(4)
-    net = SNNSpec(hidden=20, r_m=200.0, inhibition=0.5, inhibition_out=0.3).build(None, gen)
+    net = SNNSpec(hidden=20, r_m=200.0, inhibition=0.5, inhibition_out=0.3, readout=readout).build(None, gen)
     net.chip.biases["W_in"] += torch.rand(20, generator=gen)          # some adaptive threshold
     x, y = spike_batch(gen)
     loss = Loss("cross_entropy")
@@ -158,6 +174,22 @@ def test_surrogate_gradient_walk_equals_autograd_through_the_unroll():
     for (name, _), g in zip(params.items(), grads):
         mine = next(s.bias_grad for s in signals if s.name == name)
         assert torch.allclose(mine.double(), g, atol=1e-5 * g.abs().max().clamp(min=1e-12), rtol=1e-4), name
+
+
+def test_count_current_readout_breaks_ties_by_the_accumulated_output_current():
+    gen = torch.Generator().manual_seed(3)
+    x, _ = spike_batch(gen, batch=40, steps=20)
+    plain = snn(hidden=20, seed=5, r_m=100.0)
+    tied = snn(hidden=20, seed=5, r_m=100.0, readout="count+current")
+    with torch.no_grad():
+        a, b = plain.unroll(x), tied.unroll(x)
+    counts, charge = a.output, b.preacts["W_out"].view(20, 40, -1).sum(0)
+    assert torch.equal(b.output - counts, charge / (4 * charge.abs().amax(1, keepdim=True)))  # the oracle
+    top = counts == counts.amax(1, keepdim=True)
+    assert (top.sum(1) > 1).any()                                     # the draw has ties to break
+    # the prediction: most spikes; among those, most accumulated current
+    expected = torch.where(top, charge, torch.full_like(charge, -torch.inf)).argmax(1)
+    assert torch.equal(b.output.argmax(1), expected)
 
 
 def test_unroll_is_the_same_on_the_shadow_and_refuses_bad_shapes():

@@ -1,9 +1,10 @@
-"""Accuracy floors of the spiking network on spike_digits (experiments/snn_rules.yaml: dt 1 ms, 50 ms
-presentations, 100 hidden LIF neurons, 20 epochs), mean of seeds 0-2 on the ideal chip: the
-surrogate-gradient walk (rule backprop) >= 0.90, supervised symmetric STDP >= 0.80 (issue 13).
+"""Accuracy floors of the spiking network on spike_digits (experiments/snn_rules.yaml: dt 1 ms, 20 epochs),
+mean of seeds 0-2 on the ideal chip (issue 13): the surrogate-gradient walk (rule backprop; 50 ms
+presentations, 100 hidden LIF neurons) >= 0.90, supervised symmetric STDP (100 ms presentations, 400 hidden
+LIF neurons, readout count+current) >= 0.80. docs/results.md (seed 003) has the measured numbers.
 
-The STDP floor is not reached yet (docs/results.md has the measured numbers): it runs as a strict xfail,
-so the day it holds the test says so."""
+The STDP floor is not reached yet (0.761 ± 0.065): it runs as a strict xfail, so the day it holds the test
+says so."""
 
 import statistics
 from pathlib import Path

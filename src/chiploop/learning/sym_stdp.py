@@ -92,7 +92,8 @@ class SymSTDP(LearningRule):
     source, the others silent (drawn from the rule's own generator). Updates are pulsed rank-1 terms, one
     pair per time step in time order, applied after the sample's presentation (its reads see the weights
     of its start). Only potentiation: weights stay ≥ 0, and the device bounds (or, on the ideal chip,
-    the scaling) keep them below ``g_max``.
+    the scaling) keep them below ``g_max``. ``W_out`` learns ``out_rate`` times faster than ``W_in``
+    (``ΔW_out = out_rate · lr Σ_t [...]``; the authors' code uses η_EC / η_PE = 0.04 / 0.005 = 8).
 
     Before every batch (:meth:`before`) each neuron's incoming weights are scaled to ``target_in`` /
     ``target_out`` (a read, then one pulsed update per input column: its cost is in :meth:`report`).
@@ -114,6 +115,9 @@ class SymSTDP(LearningRule):
                                   "(null: no scaling)", low=0.0, high=1e4, low_open=True)
     target_out: float | None = spec_field(25.0, doc="sum of every output neuron's incoming weights after scaling "
                                    "(null: no scaling)", low=0.0, high=1e4, low_open=True)
+    out_rate: float = spec_field(1.0, doc="ratio of W_out's STDP rate to W_in's (η_out = out_rate · lr; the "
+                                 "authors' code: 8 = 0.04 / 0.005 for 100-400 hidden neurons)", low=0.0, high=1e3,
+                                 low_open=True)
     theta_plus: float = spec_field(0.5, doc="rise of a hidden neuron's threshold θ per spike", unit="mV", low=0.0,
                                    high=100.0)
     theta_plus_out: float = spec_field(0.02, doc="rise of an output neuron's threshold θ per spike", unit="mV",
@@ -157,9 +161,11 @@ class SymSTDP(LearningRule):
         pre_out = trace.inputs["W_out"].view(steps, size, -1)
         decay = math.exp(-size * steps * p.dt / self.tau_theta)
         signals = []
-        for name, pre, post, fired, plus in (("W_in", pre_in, st["s_h"], st["s_h"], self.theta_plus),
-                                             ("W_out", pre_out, z, st["s_o"], self.theta_plus_out)):
+        for name, pre, post, fired, plus, rate in (
+                ("W_in", pre_in, st["s_h"], st["s_h"], self.theta_plus, 1.0),
+                ("W_out", pre_out, z, st["s_o"], self.theta_plus_out, self.out_rate)):
             x, d = stdp_rows(pre, post, self.a_pre, self.a_post, self.tau, p.dt)
+            d = d * rate if rate != 1.0 else d
             signals.append(LayerSignal(name, x, d, bias_grad=torch.zeros(post.shape[2], dtype=dtype)))
             theta = network.chip.biases[name]
             step = threshold_step(theta.to(dtype), fired.sum((0, 1)), plus, decay)

@@ -13,6 +13,12 @@ stands for the authors' 150 ms rest)::
     s_o(t) = LIF(I_o(t); threshold v_th + θ_o)
     output = Σ_t s_o(t)         (batch, n_out): the prediction is the output neuron with most spikes
 
+With ``readout: count+current`` the spike count's ties are broken by the accumulated output current
+``Q = Σ_t I_o(t)`` (nA·steps), added as a bounded, detached term (no gradient flows through it, so the
+surrogate-gradient walk is unchanged)::
+
+    output_k = Σ_t s_o,k(t) + Q_k / (4 max_j |Q_j|)      (the added term lies in [-¼, ¼]: most spikes first)
+
 ``θ_h``, ``θ_o`` (mV) are the adaptive thresholds (intrinsic plasticity, trained by ``sym_stdp``); they are
 the digital parameters beside ``W_in`` and ``W_out`` (``chip.biases``), saved and exported with them.
 
@@ -55,6 +61,7 @@ class SNN(Network):
     inhibition: float              # nA per spike of another hidden neuron
     chip: Chip
     inhibition_out: float = 0.0    # nA per spike of another output neuron
+    readout: str = "count"         # "count" or "count+current" (ties broken by the accumulated output current)
 
     def parameters(self, name: str) -> LIFParameters:
         """The LIF parameters of the neurons that crossbar ``name`` drives (their θ from the chip)."""
@@ -97,9 +104,14 @@ class SNN(Network):
                 rec[k].append(v)
         stacked = {k: torch.stack(v) for k, v in rec.items()}           # (T, batch, n)
         rows = lambda k: stacked[k].reshape(steps * batch, -1)          # noqa: E731  time-major rows
+        output = stacked["s_o"].sum(0)
+        if self.readout == "count+current":
+            charge = stacked["I_o"].detach().sum(0)
+            scale = 4 * charge.abs().amax(1, keepdim=True)
+            output = output + charge / torch.where(scale > 0, scale, torch.ones_like(scale))
         return Trace(inputs={"W_in": rows("x"), "W_out": rows("h_hat")},
                      preacts={"W_in": rows("I_h"), "W_out": rows("I_o")},
-                     output=stacked["s_o"].sum(0),
+                     output=output,
                      states={k: stacked[k] for k in ("u_h", "s_h", "free_h", "u_o", "s_o", "free_o")})
 
     def _layer_walk(self, name: str, g_s: torch.Tensor, u: torch.Tensor, s: torch.Tensor, free: torch.Tensor
@@ -160,6 +172,9 @@ class SNNSpec(NetworkSpec):
                                        "all that breaks ties of the spike count)", unit="nA", low=0.0, high=1e3)
     w_init: float = spec_field(0.1, doc="initial weights drawn from U(0, w_init)", low=0.0, high=100.0,
                                low_open=True)
+    readout: Literal["count", "count+current"] = spec_field(
+        "count", doc="prediction: the output with most spikes (count), ties broken by the accumulated output "
+        "current Σ_t I_o (count+current: + Q/(4 max|Q|), detached)")
     slope: float = spec_field(1.0, doc="slope k of the surrogate derivative 1/(1 + k|u - v_th - θ|)²",
                               unit="1/mV", low=0.0, high=1e3, low_open=True)
 
@@ -188,4 +203,5 @@ class SNNSpec(NetworkSpec):
         return self.attach(chip)
 
     def attach(self, chip: Chip) -> SNN:
-        return SNN(self.n_in, self.hidden, self.n_out, self.neuron, self.inhibition, chip, self.inhibition_out)
+        return SNN(self.n_in, self.hidden, self.n_out, self.neuron, self.inhibition, chip, self.inhibition_out,
+                   self.readout)
