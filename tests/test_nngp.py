@@ -45,8 +45,12 @@ def test_kernel_equals_covariance_of_chiploop_networks(depth):
     sizes = (16,) + (512,) * (depth - 1) + (1,)
     K = nngp_kernel(X, sizes)
     E = empirical_covariance(X, sizes, 2000, bias=True, weight_var=None)
-    assert np.abs(K - E).max() < 0.03 * max(1.0, np.abs(K).max())
-    assert np.abs(K - E).max() < 0.03
+    assert np.abs(K - E).max() < 0.03  # acceptance 1 (absolute)
+    # σ_w² = 1/3 shrinks the output variance ~6x per layer (max K 0.10 at depth 2, 0.004 at depth 4), so
+    # the absolute check is loose at depth 4; the sampling error is the real yardstick: within 4
+    # standard errors sqrt((K_ii K_jj + K_ij²)/2000) entrywise (measured: 0.0049 and 0.0001 max abs)
+    se = np.sqrt((np.outer(np.diag(K), np.diag(K)) + K ** 2) / 2000)
+    assert (np.abs(K - E) < 4 * se).all()
 
 
 @pytest.mark.slow
