@@ -38,3 +38,16 @@ def test_tune_lr_never_chooses_an_lr_at_which_a_seed_diverged(tmp_path, monkeypa
                   monkeypatch, capsys)
     assert re.search(r"^\| backprop@ideal \| 0\.\d+\* \| - \(1 diverged\) \|$", out, re.M), out
     assert "lr: 0.3" in (tmp_path / "s.yaml").read_text()
+
+
+def test_implicit_bias_script_resumes_and_reports_the_nngp(tmp_path, monkeypatch, capsys):
+    argv = ["--n", "20", "--depths", "2", "--devices", "ideal", "--alphas", "1", "10", "--seeds", "0", "1",
+            "--epochs", "2", "--out", str(tmp_path), "--workers", "0", "--plot", str(tmp_path / "ib.png")]
+    first = _script("implicit_bias.py", argv, monkeypatch, capsys)
+    assert "n=20: 4 runs: 0 already done, 4 ran on serial" in first
+    second = _script("implicit_bias.py", argv, monkeypatch, capsys)
+    assert "n=20: 4 runs: 4 already done, 0 ran on serial" in second
+    assert first.split("\n", 1)[1] == second.split("\n", 1)[1]  # same table: the ledger and the seeded NNGP
+    row = re.search(r"^\| ideal \| 2 \| 20 \| ([\d.]+) \| ([\d.]+) \|", first, re.M)
+    assert row and 0 < float(row[2]) <= float(row[1]) <= 1  # the bound is not below the estimate
+    assert (tmp_path / "ib.png").stat().st_size > 0

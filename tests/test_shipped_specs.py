@@ -5,6 +5,8 @@ published command broken. (The ``--base`` specs of ``tune_lr.py`` are single run
 
 from pathlib import Path
 
+import runpy
+
 import pytest
 import yaml
 
@@ -22,6 +24,9 @@ def test_a_shipped_spec_loads_and_expands(path):
         runs = [spec for specs in suite_runs(load_suite(path), str(path)).values() for spec in specs]
     elif "base" in data:
         runs = expand(load_sweep(path))
+    elif path.with_suffix(".py").is_file():  # a study config read by its script, which builds the sweeps
+        script = runpy.run_path(str(path.with_suffix(".py")))
+        runs = [spec for sweep in script["sweeps"](data) for spec in expand(sweep)]
     else:
         runs = [load_experiment(path)]
     assert runs and len({spec.spec_hash() for spec in runs}) == len(runs)

@@ -40,9 +40,13 @@ class TaskSpec(Spec):
     (stratified for classification); ``scale`` is fitted on the training split only. A 3-D input
     array or ``time_steps`` makes sequences for recurrent networks."""
 
-    name: Literal["digits", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation",
+    name: Literal["digits", "digits01", "digits_parity", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation",
                   "spike_digits", "file", "idx", "arrays"] = spec_field("digits", doc="data set")
     seed: int = spec_field(0, doc="seed of the data split and the teacher (fixed across run seeds)", low=0)
+    train_points: int = spec_field(0, doc="binary tasks (digits01, digits_parity): n training points drawn "
+                                   "from the training split with seed; 0 = the whole split", low=0)
+    margin: float = spec_field(1.0, doc="binary tasks: margin scale α of the loss mean (f(x) - α c)², labels c = ±1 "
+                               "(Bernstein & Yue 2021)", low=0.0, high=1e6, low_open=True)
     val_fraction: float = spec_field(0.15, doc="share of the non-test data held out for validation",
                                      low=0.0, high=0.9)
     test_fraction: float = spec_field(0.2, doc="share of all data held out for testing", low=0.0, high=0.9,
@@ -83,6 +87,18 @@ class TaskSpec(Spec):
                                  low=0.0, high=1000.0, low_open=True)
 
     def check(self) -> None:
+        if not self.binary:
+            for f, off in (("train_points", 0), ("margin", 1.0)):
+                if getattr(self, f) != off:
+                    raise SpecError(f, getattr(self, f), f"{off!r} for task {self.name} (the field is for the "
+                                    "binary tasks digits01 and digits_parity)")
+        elif self.train_points:
+            from chiploop.experiments.binary import binary_split_sizes
+            available = binary_split_sizes(self.name, self.test_fraction, self.val_fraction, self.seed)[0]
+            if self.train_points > available:
+                raise SpecError("train_points", self.train_points, f"at most the {available} points of "
+                                f"{self.name}'s training split (test_fraction {self.test_fraction}, "
+                                f"val_fraction {self.val_fraction})")
         if len(self.teacher_sizes) < 2 or min(self.teacher_sizes) < 1:
             raise SpecError("teacher_sizes", list(self.teacher_sizes), "at least two positive widths")
         if self.kind == "classification" and self.teacher_sizes[-1] < 2:
@@ -129,6 +145,11 @@ class TaskSpec(Spec):
         return from_mapping(cls, value, prefix=name + ".")
 
     @property
+    def binary(self) -> bool:
+        """Whether labels are ``c = ±1`` for one output unit, trained with the margin loss."""
+        return self.name in ("digits01", "digits_parity")
+
+    @property
     def is_data(self) -> bool:
         """Whether the data come from files or Python arrays (``file``, ``idx``, ``arrays``)."""
         return self.name in ("file", "idx", "arrays")
@@ -149,7 +170,7 @@ class TaskSpec(Spec):
     @property
     def dims(self) -> tuple[int, int]:
         """(input width, output width) the model must have (per time step for sequences)."""
-        fixed = {"digits": (64, 10), "seq_digits": (8, 10), "mnist1d": (1, 10), "delayed_xor": (2, 2),
+        fixed = {"digits": (64, 10), "digits01": (64, 1), "digits_parity": (64, 1), "seq_digits": (8, 10), "mnist1d": (1, 10), "delayed_xor": (2, 2),
                  "spike_digits": (64, 10)}
         if self.name in fixed:
             return fixed[self.name]
@@ -162,7 +183,12 @@ class TaskSpec(Spec):
 
     @property
     def train_samples(self) -> int | None:
-        """Samples in the training split of a data task, None for the others."""
+        """Samples in the training split of a data or binary task, None for the others."""
+        if self.binary:
+            from chiploop.experiments.binary import binary_split_sizes
+            if self.train_points:
+                return self.train_points
+            return binary_split_sizes(self.name, self.test_fraction, self.val_fraction, self.seed)[0]
         if not self.is_data:
             return None
         from chiploop.experiments.data.load import load
@@ -313,7 +339,7 @@ class ExperimentSpec(Spec):
 
     def check(self) -> None:
         check_model_fits_task(self.model, self.task)
-        if self.task.is_data and self.task.train_samples < self.batch_size:
+        if (self.task.is_data or self.task.binary) and self.task.train_samples < self.batch_size:
             raise SpecError("batch_size", self.batch_size, f"at most the {self.task.train_samples} training samples "
                             f"of task {self.task.describe()}")
         kinds = getattr(RULES.get(self.rule.name), "networks", None)  # refused here, before anything is built

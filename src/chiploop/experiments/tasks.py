@@ -4,6 +4,7 @@ files or Python arrays (:func:`data_task`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from chiploop.emulator.networks import init_weights
+from chiploop.experiments.binary import binary_digits_data
 from chiploop.experiments.spec import TaskSpec
 from chiploop.learning.loss import Loss
 
@@ -70,6 +72,20 @@ def digits(spec: TaskSpec) -> Task:
 
     data = load_digits()
     return _split(data.data / 16.0, data.target, spec, stratify=True, loss=Loss("cross_entropy"))
+
+
+def binary_digits(spec: TaskSpec) -> Task:
+    """``digits01`` (0 vs 1, 360 images) or ``digits_parity`` (odd/even over all 1797): labels c = ±1 as
+    targets (N, 1) for a single output unit and the margin loss with ``α = spec.margin``
+    (Bernstein & Yue 2021). ``train_points = n``: n training points drawn without replacement from
+    the stratified training split with ``spec.seed`` (validation and test stay whole)."""
+    x, c = binary_digits_data(spec.name)
+    task = _split(x, c[:, None], spec, stratify=True, loss=Loss("margin", spec.margin))
+    if spec.train_points:
+        rng = np.random.default_rng(spec.seed)
+        pick = torch.as_tensor(np.sort(rng.choice(len(task.x_train), spec.train_points, replace=False)))
+        task = dataclasses.replace(task, x_train=task.x_train[pick], y_train=task.y_train[pick])
+    return task
 
 
 def teacher_student(spec: TaskSpec) -> Task:
@@ -216,7 +232,7 @@ def spike_digits(spec: TaskSpec) -> Task:
     return _split(spikes.numpy(), data.target, spec, stratify=True, loss=Loss("cross_entropy"))
 
 
-TASKS = {"digits": digits, "teacher_student": teacher_student, "seq_digits": seq_digits, "mnist1d": mnist1d,
+TASKS = {"digits": digits, "digits01": binary_digits, "digits_parity": binary_digits, "teacher_student": teacher_student, "seq_digits": seq_digits, "mnist1d": mnist1d,
          "delayed_xor": delayed_xor, "pattern_generation": pattern_generation, "spike_digits": spike_digits,
          "file": data_task, "idx": data_task, "arrays": data_task}
 
