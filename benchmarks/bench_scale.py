@@ -76,13 +76,15 @@ def part(which: str, root: Path) -> dict:
         seconds = time.perf_counter() - start
         acc = run.learner.evaluate(run.task.x_test, run.task.y_test)["acc"]
     else:
-        import torch.nn.functional as F
         from aihwkit.nn import AnalogLinear, AnalogSequential
         from aihwkit.optim import AnalogSGD
         from torch import nn
 
         from chiploop.devices import load_device
         from chiploop.devices.aihwkit import to_rpu_config
+        from bench_overhead import BATCH as BASELINE_BATCH, baseline_epoch  # benchmarks/bench_overhead.py
+
+        assert BASELINE_BATCH == BATCH, "both benchmarks time batches of the same size"
 
         config = to_rpu_config(load_device("constant-step"))
         layers = [AnalogLinear(i, o, bias=True, rpu_config=config) for i, o in zip(SIZES[:-1], SIZES[1:])]
@@ -93,15 +95,9 @@ def part(which: str, root: Path) -> dict:
         model.train()
         opt = AnalogSGD(model.parameters(), lr=LR)
         opt.regroup_param_groups(model)
-        generator = torch.Generator()
-        generator.set_state(run.generator.get_state())  # the batch order run.epoch() would draw
+        epoch = baseline_epoch(run, model, opt)  # the batch order run.epoch() would draw, batch BATCH
         start = time.perf_counter()
-        order = torch.randperm(len(x), generator=generator)
-        for s in range(0, len(x), BATCH):
-            idx = order[s:s + BATCH]
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+        epoch()
         seconds = time.perf_counter() - start
         model.eval()
         with torch.no_grad():
