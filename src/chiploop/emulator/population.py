@@ -16,7 +16,8 @@ here: an aihwkit tile (one chip per tile) or a remote chip cannot (:func:`popula
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from chiploop.lazy import torch
 
@@ -89,10 +90,22 @@ def _expand(xb, population: int):
 def _stack(crossbars: Sequence):
     inners = [unwrap(xb) for xb in crossbars]
     if all(isinstance(c, TorchCrossbar) for c in inners):
-        return TorchCrossbar.stack(inners)
+        return stack_torch(inners)
     if all(isinstance(c, IdealCrossbar) for c in inners):
         return IdealPopulation(torch.stack([c.W for c in inners]))
     raise ValueError("a population needs crossbars of one kind: all torch engine, or all ideal")
+
+
+def stack_torch(crossbars: Sequence[TorchCrossbar]) -> TorchCrossbar:
+    """``TorchCrossbar.stack`` of crossbars whose device specs may differ in ``construction_seed``
+    alone (it acts only when the devices are drawn, at ``create``; the members keep their own
+    draws): the first member's spec stands for all."""
+    first = crossbars[0].spec
+    if any(c.spec.construction_seed != first.construction_seed for c in crossbars):
+        crossbars = [TorchCrossbar(first, c.W, c.par, c.generator, c.seed, c.persistent, c.clones)
+                     if replace(c.spec, construction_seed=first.construction_seed) == first else c
+                     for c in crossbars]
+    return TorchCrossbar.stack(list(crossbars))
 
 
 @dataclass(eq=False)
@@ -158,3 +171,54 @@ class PopulationChip(Chip):
 
     def restore(self, source: Chip) -> None:
         raise NotImplementedError("a population chip is not restored: expand or stack single chips instead")
+
+
+@dataclass(eq=False)
+class PopulationMeter:
+    """A population crossbar whose verbs are entered in every member's :class:`ChipLedger` as the
+    member's own single-chip verbs would be (rows = its B rows, its own ``x_p``, ``d_p``)."""
+
+    inner: Any
+    ledgers: list
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.inner.shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for ledger in self.ledgers:
+            ledger.read("forward", x.shape[-2], self.shape[1], self.shape[0])
+        return self.inner.forward(x)
+
+    def backward(self, d: torch.Tensor) -> torch.Tensor:
+        for ledger in self.ledgers:
+            ledger.read("backward", d.shape[-2], self.shape[0], self.shape[1])
+        return self.inner.backward(d)
+
+    def update(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        for p, ledger in enumerate(self.ledgers):
+            ledger.update(x[p] if x.dim() == 3 else x, d[p], lr)
+        self.inner.update(x, d, lr)
+
+    def weights(self) -> torch.Tensor:
+        return self.inner.weights()
+
+    def read_weights(self) -> torch.Tensor:
+        for ledger in self.ledgers:
+            ledger.record("read_weights", 0, 4 * self.shape[0] * self.shape[1])
+        return self.inner.read_weights()
+
+    def post_update_step(self) -> None:
+        for ledger in self.ledgers:
+            ledger.record("post_update_step")
+        self.inner.post_update_step()
+
+    def member(self, p: int):
+        return self.inner.member(p)
+
+
+def metered_population(chip: PopulationChip, ledgers: Sequence, names: Sequence[str]) -> PopulationChip:
+    """``chip`` with the verbs of crossbars ``names`` (those a member's ledger meters) entered in the
+    members' ledgers (``ledgers[p]``: chip p's)."""
+    crossbars = {k: PopulationMeter(xb, list(ledgers)) if k in names else xb for k, xb in chip.crossbars.items()}
+    return PopulationChip(crossbars, chip.roles, chip.biases, chip.decorrelators, None, chip.population)
