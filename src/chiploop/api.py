@@ -41,7 +41,7 @@ from chiploop.learning import LearningRule, Loss, chain, decorrelate, inject, ma
 from chiploop.learning.learner import Learner
 
 __all__ = ["Learner", "Result", "chain", "decorrelate", "device", "inject", "learner", "mlp", "rnn", "rule", "spec",
-           "task", "train"]
+           "task", "train", "train_population"]
 
 
 def device(preset: str | Mapping[str, Any] = "ideal", **fields: Any) -> DeviceSpec:
@@ -173,6 +173,23 @@ def train(experiment: Mapping[str, Any] | str | Path | ExperimentSpec, out: str 
     """Train one experiment (see :func:`spec`); ``out`` writes the run directory
     (:func:`chiploop.experiments.train.train`)."""
     return train_spec(spec(experiment, **overrides), out, progress=progress)
+
+
+def train_population(experiment: Mapping[str, Any] | str | Path | ExperimentSpec, seeds: Sequence[int],
+                     out: str | Path | None = None, progress: bool = True, **overrides: Any) -> list[Result]:
+    """Train one experiment once per seed as one population of chips in this process (MLPs with
+    backprop, feedback_alignment or direct_feedback_alignment on the torch engine or the ideal chip:
+    :mod:`chiploop.experiments.population`); one :class:`Result` per seed, in order, like
+    :func:`train`'s. ``out`` writes ``out/seed-N/`` per member."""
+    from chiploop.experiments.population import seeded, train_population as train_members
+
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        from chiploop.specs import SpecError
+        raise SpecError("seeds", seeds, "distinct seeds, one per member")
+    specs = seeded(spec(experiment, **overrides), seeds)
+    dirs = None if out is None else [Path(out) / f"seed-{s.seed}" for s in specs]
+    return train_members(specs, dirs, progress=progress)
 
 
 def _yaml(value: Any) -> str:

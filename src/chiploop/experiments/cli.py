@@ -351,7 +351,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(plan_lines(study, out)))
         return 0
-    counts = run_study(study, out, progress=not args.quiet, executor=executor)
+    counts = run_study(study, out, progress=not args.quiet, executor=executor,
+                       population=False if args.no_population else None)
     print(f"{counts_text(counts, executor)}; wrote {out / 'ledger.sqlite'} and {out / 'results.parquet'}")
     return 0
 
@@ -606,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     engine_options(swp)
     swp.add_argument("--dry-run", action="store_true", help="list the runs (id, done or todo, swept values)")
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
+    swp.add_argument("--no-population", action="store_true",
+                     help="train every run by itself (default: torch-engine runs that differ only in seed train "
+                          "as one population of chips; see the spec's population field)")
     swp.set_defaults(func=_cmd_sweep)
 
     rep = sub.add_parser("report", help="summarise a sweep: best configuration per device by validation accuracy "

@@ -36,11 +36,12 @@ from chiploop.experiments.results import write_atomic
 from chiploop.experiments.spec import ExperimentSpec, experiment_from_data
 from chiploop.experiments.sweeps.engine import Executor, SerialExecutor
 from chiploop.experiments.sweeps.ledger import Ledger
+from chiploop.experiments.sweeps.population import OUTCOME, is_population, members, run_population
+from chiploop.experiments.sweeps.population import jobs as population_jobs
 from chiploop.experiments.sweeps.lock import exclusive
 from chiploop.experiments.sweeps.spec import SweepSpec, expand, swept_keys
 from chiploop.specs import to_plain
 
-OUTCOME = "outcome.json"  # in a run dir: its ledger row, written once every other file is there
 STATUSES = ("ok", "diverged", "failed")
 
 
@@ -54,6 +55,7 @@ class Study:
     kind: str = "sweep"                   # what made the runs: sweep, ablation, suite (progress bar, sweep.json)
     source: str = "<study>"               # the file it came from, for messages and the report's title
     spec: dict = field(default_factory=dict)  # the producer's own spec, stored in sweep.json
+    population: bool = True  # runs that differ only in seed train as one population (sweeps/population.py)
 
     def __post_init__(self) -> None:
         seen: dict[str, ExperimentSpec] = {}
@@ -79,7 +81,7 @@ def sweep_study(sweep: SweepSpec, source: str = "<sweep>", overrides: Iterable[s
     overrides = list(overrides)
     spec = {**to_plain(sweep), "set": overrides} if overrides else to_plain(sweep)
     return Study(by_hash(expand(sweep, source, overrides)), tuple(swept_keys(sweep)), tuple(sweep.zip), "sweep",
-                 source, spec)
+                 source, spec, sweep.population)
 
 
 def run_dir(out_dir: str | Path, run_id: str) -> Path:
@@ -111,7 +113,14 @@ def run_one(job: tuple[dict, str]) -> dict:
                 "wall_s": time.perf_counter() - start, "versions": versions(), "worker": worker}
 
 
-def run_study(study: Study, out_dir: str | Path, progress: bool = True, executor: Executor | None = None) -> dict:
+def run_item(item: Any) -> Any:
+    """An executor's item: one run (:func:`run_one`: its outcome) or a population of runs
+    (:func:`~chiploop.experiments.sweeps.population.run_population`: one outcome per run)."""
+    return run_population(item) if is_population(item) else run_one(item)
+
+
+def run_study(study: Study, out_dir: str | Path, progress: bool = True, executor: Executor | None = None,
+              population: bool | None = None) -> dict:
     """Train every run of ``study`` without a ledger row on ``executor`` (default: serial); returns
     counts: runs, already_done, ran, and ok, diverged, failed over every run in the ledger.
 
@@ -121,6 +130,9 @@ def run_study(study: Study, out_dir: str | Path, progress: bool = True, executor
     ``out_dir/results.parquet`` is exported from the ledger at the end. One process at a time works
     in ``out_dir`` (:func:`~chiploop.experiments.sweeps.lock.exclusive`: another gets DirectoryBusy).
     An interrupt commits what finished, stops the engine and raises :class:`StudyInterrupted`.
+    Runs that differ only in seed train as one population (``population``, default the study's own
+    switch; how runs are grouped: :mod:`~chiploop.experiments.sweeps.population`), each still with
+    its own run dir and ledger row.
     """
     from tqdm import tqdm
 
@@ -133,22 +145,25 @@ def run_study(study: Study, out_dir: str | Path, progress: bool = True, executor
         done = ledger.done_ids()
         todo = [run_id for run_id in specs if run_id not in done]
         root = out_dir.resolve()  # absolute: workers may run in another directory
-        jobs = [(specs[run_id].to_dict(), str(run_dir(root, run_id))) for run_id in todo]
+        jobs = population_jobs(specs, todo, root, study.population if population is None else population)
 
-        def record(job: tuple[dict, str], outcome: Any) -> None:
+        def record(item: Any, outcome: Any) -> None:
+            runs = members(item)
             if isinstance(outcome, BaseException):
                 outcome = {"status": "failed", "message": f"{type(outcome).__name__}: {outcome}"}
-            ledger.put(Path(job[1]).name, job[0], outcome)
+            outcomes = outcome if is_population(item) and isinstance(outcome, list) else [outcome] * len(runs)
+            for job, one in zip(runs, outcomes):
+                ledger.put(Path(job[1]).name, job[0], one)
 
         if jobs:  # a finished study starts no engine; it only re-exports the table
-            bar = tqdm(total=len(jobs), desc=study.kind, disable=not progress)
+            bar = tqdm(total=len(todo), desc=study.kind, disable=not progress)
             engine = executor or SerialExecutor()
             try:
                 with engine, bar:
                     try:
-                        for job, outcome in engine.imap_unordered(run_one, jobs):
+                        for job, outcome in engine.imap_unordered(run_item, jobs):
                             record(job, outcome)
-                            bar.update()
+                            bar.update(len(members(job)))
                     except KeyboardInterrupt:
                         _hold_signals()  # stopping is not interrupted: it keeps what finished
                         for job, outcome in engine.finished():

@@ -57,6 +57,8 @@ class SweepSpec(Spec):
     samples: int = spec_field(1, doc="random draws (when `random` is set)", low=1, high=100000)
     random_seed: int = spec_field(0, doc="seed of the random draws", low=0)
     seeds: tuple[int, ...] = spec_field((0,), doc="experiment seeds every configuration runs with")
+    population: bool = spec_field(True, doc="train runs that differ only in seed as one population of chips "
+                                  "(torch engine, MLP, backprop / feedback_alignment / direct_feedback_alignment)")
 
     def check(self) -> None:
         for name in ("grid", "zip"):
