@@ -90,7 +90,7 @@ def n_params(width: int) -> int:
     return n_weights(width) + width + 10
 
 
-def device_point(diagnostics_csv: Path, width: int) -> tuple[float, float]:
+def device_point(diagnostics_csv: Path, width: int) -> tuple[list[float], list[float]]:
     """``(b, σ)`` in convention ghosh from one run's probes (part ``physical``: applied update minus
     the rule's exact-read estimate).
 
@@ -102,14 +102,16 @@ def device_point(diagnostics_csv: Path, width: int) -> tuple[float, float]:
 
     then ``σ = sqrt(V)`` (``E||σ||g|| u||² = σ² ||g||²``) and ``b = B / sqrt(N)`` with ``N`` the
     probed weights (the offset ``b ||g|| 1`` has norm ``b sqrt(N) ||g||``), each averaged over the
-    probes. Only the sizes match: the device's bias is not along the all-ones direction."""
+    probes (the lists, in step order, are returned). Only the sizes match: the device's bias is not
+    along the all-ones direction, and its error is not relative (it stays while ``||g||`` falls, so
+    ``σ`` grows over training)."""
     by_step: dict[int, list[dict]] = {}
     with open(diagnostics_csv, newline="") as f:
         for row in csv.DictReader(f):
             if row["part"] == "physical":
                 by_step.setdefault(int(row["step"]), []).append(row)
     bs, sigmas = [], []
-    for rows in by_step.values():
+    for _, rows in sorted(by_step.items()):
         g2 = [float(r["g_norm"]) ** 2 for r in rows]
         total = sum(g2)
         if total <= 0:
@@ -118,7 +120,7 @@ def device_point(diagnostics_csv: Path, width: int) -> tuple[float, float]:
         v = sum(float(r["rel_var"]) * g for r, g in zip(rows, g2)) / total
         bs.append(big_b / math.sqrt(n_weights(width)))
         sigmas.append(math.sqrt(v))
-    return statistics.mean(bs), statistics.mean(sigmas)
+    return bs, sigmas
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -222,6 +224,7 @@ def main() -> None:
                         help="constant-step dw_min of the device points (none: skip them)")
     parser.add_argument("--out", default="runs/ghosh_fullbatch", help="sweep directory; re-running resumes")
     parser.add_argument("--plots", default="docs", help="directory of the heatmap PNGs")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: report the runs already in --out")
     engine_options(parser)
     args = parser.parse_args()
     if 0.0 not in args.biases or 0.0 not in args.sigmas:
@@ -233,22 +236,26 @@ def main() -> None:
     out = Path(args.out)
     start = time.perf_counter()
     try:
-        executor = make_executor(args.workers, args.scheduler)
         grid, device = grid_sweep(args), device_sweep(args) if args.dw_mins else None
-        dev_counts = (run_sweep(device, out / "device", "experiments/ghosh_fullbatch.py", progress=True,
-                                executor=executor) if device else None)
-        counts = run_sweep(grid, out / "grid", "experiments/ghosh_fullbatch.py", progress=True, executor=executor)
+        executor = None if args.report_only else make_executor(args.workers, args.scheduler)
+        if executor is not None:
+            dev_counts = (run_sweep(device, out / "device", "experiments/ghosh_fullbatch.py", progress=True,
+                                    executor=executor) if device else None)
+            counts = run_sweep(grid, out / "grid", "experiments/ghosh_fullbatch.py", progress=True, executor=executor)
     except SpecError as err:
         print(f"ghosh_fullbatch.py: error: {err}", file=sys.stderr)
         sys.exit(2)
     wall = time.perf_counter() - start
-    rows = list(read_rows(out / "grid", sweep_study(grid).ids).values())
-    dev_rows = list(read_rows(out / "device", sweep_study(device).ids).values()) if device else []
+    rows = [r for r in read_rows(out / "grid", sweep_study(grid).ids).values() if r["status"] != "failed"]
+    dev_rows = ([r for r in read_rows(out / "device", sweep_study(device).ids).values() if r["status"] != "failed"]
+                if device and (out / "device").exists() else [])
 
+    ran = (f"grid: {counts_text(counts, executor)}" + (f"; devices: {counts_text(dev_counts, executor)}"
+                                                       if dev_counts else "")) if executor is not None else \
+        f"report only: {len(rows)} grid runs and {len(dev_rows)} device runs found"
     print(f"Full-batch GD on digits ({args.train_points} training points, 10 classes), MLP 64-W-10 ReLU, ideal "
           f"chip, backprop + injected (convention ghosh), lr {args.lr}, {args.steps} steps, seeds "
-          f"0..{args.seeds - 1}; grid: {counts_text(counts, executor)}"
-          + (f"; devices: {counts_text(dev_counts, executor)}" if dev_counts else "") + f"; {wall:.0f} s")
+          f"0..{args.seeds - 1}; {ran}; {wall:.0f} s")
     Path(args.plots).mkdir(parents=True, exist_ok=True)
     for width in args.widths:
         mine = [r for r in rows if r["spec"]["name"] == f"w{width}"]
@@ -259,15 +266,19 @@ def main() -> None:
         devices = []
         for dw in args.dw_mins:
             runs = [r for r in dev_rows if r["spec"]["name"] == f"w{width}" and r["spec"]["device"]["dw_min"] == dw]
-            points = [device_point(run_dir(out / "device", r["id"]) / "diagnostics.csv", width)
-                      for r in runs if r["status"] == "ok"]
+            ok = [r for r in runs if r["status"] == "ok"]
+            if not ok:
+                continue
+            points = [device_point(run_dir(out / "device", r["id"]) / "diagnostics.csv", width) for r in ok]
             summary = cell_summary(runs)
-            devices.append({"dw_min": dw, "b": statistics.mean(p[0] for p in points) if points else math.nan,
-                            "sigma": statistics.mean(p[1] for p in points) if points else math.nan,
-                            "rel_bias": statistics.mean(r["final"]["physical_rel_bias"] for r in runs
-                                                        if r["status"] == "ok"),
-                            "rel_var": statistics.mean(r["final"]["physical_rel_var"] for r in runs
-                                                       if r["status"] == "ok"),
+            devices.append({"dw_min": dw, "b": statistics.mean(x for p in points for x in p[0]),
+                            "sigma": statistics.mean(x for p in points for x in p[1]),
+                            "sigma_first": statistics.mean(p[1][0] for p in points),
+                            "sigma_last": statistics.mean(p[1][-1] for p in points),
+                            "b_first": statistics.mean(p[0][0] for p in points),
+                            "b_last": statistics.mean(p[0][-1] for p in points),
+                            "rel_bias": statistics.mean(r["final"]["physical_rel_bias"] for r in ok),
+                            "rel_var": statistics.mean(r["final"]["physical_rel_var"] for r in ok),
                             "acc_diff": paired_diff(runs, exact, "test_acc"), **summary})
         heatmaps(cells, devices, args.biases, args.sigmas, width, Path(args.plots) / f"ghosh_fullbatch_w{width}.png",
                  f"Full-batch GD + injected (b, σ), digits {args.train_points} pts, {args.seeds} seeds")
@@ -306,11 +317,13 @@ def main() -> None:
         if devices:
             print("\nDevice points (constant-step, analog backprop, no injection; probe every "
                   f"{PROBE_EVERY} steps, 4 repeats; physical part):\n")
-            print("| dw_min | rel bias (mean over layers) | rel var | b (ghosh) | σ | test acc | Δ test acc vs exact "
-                  "| test loss | λ_max | diverged |\n|---|---|---|---|---|---|---|---|---|---|")
+            print("| dw_min | rel bias (mean over layers) | rel var | b (ghosh): mean (first → last probe) | "
+                  "σ: mean (first → last) | test acc | Δ test acc vs exact | test loss | λ_max | diverged |\n"
+                  "|---|---|---|---|---|---|---|---|---|---|")
             for d in devices:
-                print(f"| {d['dw_min']:g} | {d['rel_bias']:.3f} | {d['rel_var']:.3f} | {d['b']:.2e} | "
-                      f"{d['sigma']:.3f} | {fmt(d['test_acc'], d['test_acc_ci'])} | {d['acc_diff'][0]:+.3f} ± "
+                print(f"| {d['dw_min']:g} | {d['rel_bias']:.3f} | {d['rel_var']:.3f} | {d['b']:.1e} "
+                      f"({d['b_first']:.1e} → {d['b_last']:.1e}) | {d['sigma']:.2f} ({d['sigma_first']:.2f} → "
+                      f"{d['sigma_last']:.2f}) | {fmt(d['test_acc'], d['test_acc_ci'])} | {d['acc_diff'][0]:+.3f} ± "
                       f"{d['acc_diff'][1]:.3f} | {fmt(d['test_loss'], d['test_loss_ci'])} | "
                       f"{fmt(d['hessian_top_eig'], d['hessian_top_eig_ci'], 2)} | {d['diverged']}/{d['n']} |")
 

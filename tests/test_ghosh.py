@@ -155,3 +155,27 @@ def test_bad_full_batch_and_convention_values_name_the_field(data, field):
     assert info.value.field == field
     if field == "batch_size" and not isinstance(data["batch_size"], int):  # not a number: the message offers all
         assert "'all'" in str(info.value)
+
+
+def test_device_point_combines_the_layers_into_the_whole_networks_b_and_sigma(tmp_path):
+    """``experiments/ghosh_fullbatch.py``'s conversion of the probe's per-layer rows: layers of
+    ``||g_l||`` 3 and 4 (``||g|| = 5``) with relative bias 0.1, 0.2 and variance 1, 4 give
+    ``||E e|| = sqrt(0.3² + 0.8²)``, so ``b = sqrt(0.73) / 5 / sqrt(N)``, and
+    ``σ² = (1·9 + 4·16) / 25 = 2.92``; rows of other parts are ignored."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "ghosh_fullbatch.py"
+    module_spec = importlib.util.spec_from_file_location("ghosh_fullbatch", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    csv_path = tmp_path / "diagnostics.csv"
+    csv_path.write_text("step,epoch,layer,part,g_norm,rel_bias,rel_var,cos\n"
+                        "0,1,layer0,physical,3.0,0.1,1.0,0.9\n0,1,layer1,physical,4.0,0.2,4.0,0.9\n"
+                        "0,1,layer0,read,3.0,9.0,9.0,0.1\n50,51,layer0,physical,1.0,0.0,0.25,1.0\n"
+                        "50,51,layer1,physical,0.0,0.0,0.0,1.0\n")
+    bs, sigmas = module.device_point(csv_path, 16)
+    n = 64 * 16 + 16 * 10
+    assert module.n_weights(16) == n and module.n_params(16) == n + 26
+    assert bs == pytest.approx([math.sqrt(0.73) / 5 / math.sqrt(n), 0.0], abs=1e-12)
+    assert sigmas == pytest.approx([math.sqrt(2.92), 0.5], abs=1e-12)
