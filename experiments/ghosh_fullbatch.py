@@ -1,7 +1,7 @@
 """Seed 000 at full batch: Ghosh et al. (2023) Fig. 1 at our scale, and where two analog devices sit on its map.
 
     PYTHONPATH=src .venv/bin/python experiments/ghosh_fullbatch.py [--widths 16 64 256]
-        [--biases 0 1e-4 1e-3 1e-2] [--sigmas 0 1e-3 0.1 1 10 100] [--seeds 5] [--lr 0.5]
+        [--biases 0 1e-3 1e-2] [--sigmas 0 0.1 1 10 100] [--seeds 5] [--lr 0.5]
         [--steps 200] [--train-points 200] [--dw-mins 0.001 0.01] [--out runs/ghosh_fullbatch]
         [--plots docs] [--workers N | --scheduler ADDRESS]
 
@@ -163,15 +163,19 @@ def table(cells: dict, biases: list[float], sigmas: list[float], metric: str, di
 
 def axis_position(values: list[float], v: float) -> float:
     """Where ``v`` falls on a heatmap axis whose cells are ``values`` (0 first, then decades): linear in
-    log10 between the nonzero cells, the 0 cell one step below the smallest; clipped to the ends."""
+    log10 between the nonzero cells; below the smallest nonzero cell, half way to the 0 cell; above the
+    largest, at most 0.45 of a cell past it (the figure says where a point was clipped)."""
     nonzero = [x for x in values if x > 0]
     offset = 1 if 0.0 in values else 0
     if v <= 0:
         return 0.0
-    pos = float(np.interp(math.log10(v), [math.log10(x) for x in nonzero], range(offset, offset + len(nonzero))))
     if v < nonzero[0]:
-        pos = offset - 0.5 if offset else 0.0
-    return pos
+        return offset - 0.5 if offset else 0.0
+    last = offset + len(nonzero) - 1
+    if v > nonzero[-1]:
+        step = math.log10(nonzero[-1] / nonzero[-2]) if len(nonzero) > 1 else 1.0
+        return last + min(0.45, math.log10(v / nonzero[-1]) / step)
+    return float(np.interp(math.log10(v), [math.log10(x) for x in nonzero], range(offset, last + 1)))
 
 
 def heatmaps(cells: dict, devices: list[dict], biases: list[float], sigmas: list[float], width: int,
@@ -181,7 +185,7 @@ def heatmaps(cells: dict, devices: list[dict], biases: list[float], sigmas: list
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), constrained_layout=True)
     for ax, metric, cmap in ((axes[0], "test_acc", "viridis"), (axes[1], "test_loss", "magma_r")):
         grid = np.array([[cells[b, s][metric] for s in sigmas] for b in biases])
         finite = grid[np.isfinite(grid)]
@@ -203,9 +207,12 @@ def heatmaps(cells: dict, devices: list[dict], biases: list[float], sigmas: list
         for d, marker in zip(devices, ("o", "s", "^", "D")):
             x, y = axis_position(sigmas, d["sigma"]), axis_position(biases, d["b"])
             ax.scatter([x], [y], marker=marker, s=120, facecolors="none", edgecolors="red", linewidths=2,
-                       label=f"constant-step dw_min {d['dw_min']:g}: acc {d['test_acc']:.3f}")
+                       label=f"constant-step dw_min {d['dw_min']:g}: b {d['b']:.1e}, σ {d['sigma']:.2f}, "
+                       f"acc {d['test_acc']:.3f}")
+        ax.set_xlim(-0.5, len(sigmas) - 0.05)  # room past the last cells for device points beyond the grid
+        ax.set_ylim(-0.5, len(biases) - 0.05)
         if devices:
-            ax.legend(fontsize=7, loc="upper left")
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     fig.suptitle(f"{title}, hidden width {width} (* = some seeds diverged; red = device points)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -214,8 +221,8 @@ def heatmaps(cells: dict, devices: list[dict], biases: list[float], sigmas: list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", nargs="+", type=int, default=[16, 64, 256])
-    parser.add_argument("--biases", nargs="+", type=float, default=[0.0, 1e-4, 1e-3, 1e-2])
-    parser.add_argument("--sigmas", nargs="+", type=float, default=[0.0, 1e-3, 0.1, 1.0, 10.0, 100.0])
+    parser.add_argument("--biases", nargs="+", type=float, default=[0.0, 1e-3, 1e-2])
+    parser.add_argument("--sigmas", nargs="+", type=float, default=[0.0, 0.1, 1.0, 10.0, 100.0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--steps", type=int, default=200, help="full-batch steps (= epochs)")
