@@ -191,13 +191,14 @@ def heatmaps(cells: dict, devices: list[dict], biases: list[float], sigmas: list
         finite = grid[np.isfinite(grid)]
         norm = (LogNorm(max(finite.min(), 1e-3), finite.max()) if metric == "test_loss" and finite.size
                 else None)  # a diverging cell's loss would flatten the rest on a linear scale
+        cmap = matplotlib.colormaps[cmap].with_extremes(bad="lightgrey")  # every seed diverged
         im = ax.imshow(grid, origin="lower", cmap=cmap, aspect="auto", norm=norm)
         fig.colorbar(im, ax=ax, label=metric.replace("_", " "))
         for i, b in enumerate(biases):
             for j, s in enumerate(sigmas):
                 c = cells[b, s]
-                text = "div" if c["diverged"] == c["n"] else f"{c[metric]:.3f}" + ("*" if c["diverged"] else "")
-                r, g, bl, _ = im.cmap(im.norm(c[metric])) if math.isfinite(c[metric]) else (0, 0, 0, 1)
+                text = "diverged" if c["diverged"] == c["n"] else f"{c[metric]:.3f}" + ("*" if c["diverged"] else "")
+                r, g, bl, _ = im.cmap(im.norm(c[metric])) if math.isfinite(c[metric]) else (1, 1, 1, 1)
                 ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="k" if 0.299 * r + 0.587 * g + 0.114 * bl > 0.5 else "w")
         ax.set_xticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
@@ -213,7 +214,7 @@ def heatmaps(cells: dict, devices: list[dict], biases: list[float], sigmas: list
         ax.set_ylim(-0.5, len(biases) - 0.05)
         if devices:
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13))
-    fig.suptitle(f"{title}, hidden width {width} (* = some seeds diverged; red = device points)")
+    fig.suptitle(f"{title}, hidden width {width} (grey: every seed diverged, * some; red: device points)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
