@@ -179,3 +179,28 @@ def test_device_point_combines_the_layers_into_the_whole_networks_b_and_sigma(tm
     assert module.n_weights(16) == n and module.n_params(16) == n + 26
     assert bs == pytest.approx([math.sqrt(0.73) / 5 / math.sqrt(n), 0.0], abs=1e-12)
     assert sigmas == pytest.approx([math.sqrt(2.92), 0.5], abs=1e-12)
+
+
+@pytest.mark.slow  # ~21 s on the loaded machine (ideal grid, analog device runs, Hessians, plots)
+def test_ghosh_fullbatch_script_resumes_and_draws_the_heatmaps(tmp_path, monkeypatch, capsys):
+    """``experiments/ghosh_fullbatch.py`` on a 2 x 2 grid, 2 seeds, 3 steps, one device: a second call
+    trains nothing and prints the same tables from the ledgers; one PNG per width."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "ghosh_fullbatch.py"
+    argv = ["--widths", "8", "--biases", "0", "0.01", "--sigmas", "0", "1", "--seeds", "2", "--steps", "3",
+            "--train-points", "30", "--dw-mins", "0.01", "--out", str(tmp_path / "runs"), "--plots",
+            str(tmp_path), "--workers", "0"]
+    outputs = []
+    for _ in range(2):
+        monkeypatch.setattr(sys, "argv", ["ghosh_fullbatch.py", *argv])
+        runpy.run_path(str(script), run_name="__main__")
+        outputs.append(capsys.readouterr().out)
+    assert "grid: 8 runs: 0 already done, 8 ran on serial" in outputs[0]
+    assert "devices: 2 runs: 0 already done, 2 ran on serial" in outputs[0]
+    assert "grid: 8 runs: 8 already done, 0 ran on serial" in outputs[1]
+    assert outputs[0].split("\n", 1)[1] == outputs[1].split("\n", 1)[1]
+    assert "Verdict (width 8)" in outputs[0] and "| 0.01 |" in outputs[0]
+    assert (tmp_path / "ghosh_fullbatch_w8.png").stat().st_size > 0
