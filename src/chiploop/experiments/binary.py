@@ -19,7 +19,8 @@ def binary_digits_data(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def binary_split_sizes(name: str, test_fraction: float, val_fraction: float, seed: int) -> tuple[int, int, int]:
-    """(train, val, test) sizes of a binary task's stratified split, before ``train_points`` subsets it."""
+    """(train, val, test) sizes of a binary task's stratified split, before ``train_points`` subsets it;
+    for ``digits`` too (the same 1797 images; the sizes depend only on the count and the fractions)."""
     from sklearn.model_selection import train_test_split
 
     _, c = binary_digits_data(name)

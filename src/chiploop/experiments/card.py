@@ -54,7 +54,7 @@ class RuleCard(Spec):
     rule: RuleSpec = spec_field(doc="registered rule name and its options")
     lr: float = spec_field(doc="learning rate of the weight updates", low=0.0, high=1e3, low_open=True)
     schedule: Literal["constant", "cosine"] = spec_field(doc="lr over epochs: constant or cosine")
-    batch_size: int = spec_field(doc="mini-batch size", unit="samples", low=1)
+    batch_size: int | Literal["all"] = spec_field(doc="mini-batch size, or all (full batch)", unit="samples", low=1)
     epochs: int = spec_field(doc="passes over the training set", low=0)
     device: DeviceSpec = spec_field(doc="the fully resolved device; `preset` records the preset it came from")
     task: TaskSpec = spec_field(doc="data set of the original run (for reference)")

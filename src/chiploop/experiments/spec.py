@@ -43,8 +43,9 @@ class TaskSpec(Spec):
     name: Literal["digits", "digits01", "digits_parity", "teacher_student", "seq_digits", "mnist1d", "delayed_xor", "pattern_generation",
                   "spike_digits", "file", "idx", "arrays"] = spec_field("digits", doc="data set")
     seed: int = spec_field(0, doc="seed of the data split and the teacher (fixed across run seeds)", low=0)
-    train_points: int = spec_field(0, doc="binary tasks (digits01, digits_parity): n training points drawn "
-                                   "from the training split with seed; 0 = the whole split", low=0)
+    train_points: int = spec_field(0, doc="digits and the binary tasks (digits01, digits_parity): n training "
+                                   "points drawn from the training split with seed; 0 = the whole split",
+                                   low=0)
     margin: float = spec_field(1.0, doc="binary tasks: margin scale α of the loss mean (f(x) - α c)², labels c = ±1 "
                                "(Bernstein & Yue 2021)", low=0.0, high=1e6, low_open=True)
     val_fraction: float = spec_field(0.15, doc="share of the non-test data held out for validation",
@@ -89,10 +90,11 @@ class TaskSpec(Spec):
     def check(self) -> None:
         if not self.binary:
             for f, off in (("train_points", 0), ("margin", 1.0)):
-                if getattr(self, f) != off:
+                if getattr(self, f) != off and not (f == "train_points" and self.name == "digits"):
                     raise SpecError(f, getattr(self, f), f"{off!r} for task {self.name} (the field is for the "
-                                    "binary tasks digits01 and digits_parity)")
-        elif self.train_points:
+                                    "binary tasks digits01 and digits_parity" + (", and digits" if f == "train_points"
+                                                                                 else "") + ")")
+        if self.train_points:
             from chiploop.experiments.binary import binary_split_sizes
             available = binary_split_sizes(self.name, self.test_fraction, self.val_fraction, self.seed)[0]
             if self.train_points > available:
@@ -183,11 +185,11 @@ class TaskSpec(Spec):
 
     @property
     def train_samples(self) -> int | None:
-        """Samples in the training split of a data or binary task, None for the others."""
+        """Samples in the training split of a data or binary task (or ``train_points``), None for the others."""
+        if self.train_points:
+            return self.train_points
         if self.binary:
             from chiploop.experiments.binary import binary_split_sizes
-            if self.train_points:
-                return self.train_points
             return binary_split_sizes(self.name, self.test_fraction, self.val_fraction, self.seed)[0]
         if not self.is_data:
             return None
@@ -332,14 +334,17 @@ class ExperimentSpec(Spec):
     lr: float = spec_field(0.1, doc="learning rate of the weight updates", low=0.0, high=1e3, low_open=True)
     schedule: Literal["constant", "cosine"] = spec_field(
         "constant", doc="lr over epochs: constant, or cosine from lr towards 0 (Loshchilov & Hutter 2017)")
-    batch_size: int = spec_field(32, doc="mini-batch size", unit="samples", low=1)
-    epochs: int = spec_field(10, doc="passes over the training set", low=1)
+    batch_size: int | Literal["all"] = spec_field(
+        32, doc="mini-batch size, or all: full-batch gradient descent (every step the whole training set, "
+        "one step per epoch)", unit="samples", low=1)
+    epochs: int = spec_field(10, doc="passes over the training set (with batch_size all: steps)", low=1)
     seed: int = spec_field(0, doc="seed of weights, batch order and the rule's own draws", low=0)
     threads: int = spec_field(1, doc="torch threads (aihwkit kernels are single-threaded)", low=1, high=256)
 
     def check(self) -> None:
         check_model_fits_task(self.model, self.task)
-        if (self.task.is_data or self.task.binary) and self.task.train_samples < self.batch_size:
+        if self.batch_size != "all" and (self.task.is_data or self.task.binary or self.task.train_points) \
+                and self.task.train_samples < self.batch_size:
             raise SpecError("batch_size", self.batch_size, f"at most the {self.task.train_samples} training samples "
                             f"of task {self.task.describe()}")
         kinds = getattr(RULES.get(self.rule.name), "networks", None)  # refused here, before anything is built

@@ -35,10 +35,14 @@ class Task:
         """``(x, y)`` of ``train``, ``val`` or ``test``."""
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
-    def batches(self, batch_size: int, seed: int | None = None, generator: torch.Generator | None = None
+    def batches(self, batch_size: int | str, seed: int | None = None, generator: torch.Generator | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass over the training split in mini-batches, in a random order drawn from ``generator``
-        (or a new one seeded by ``seed``); the last batch may be smaller."""
+        (or a new one seeded by ``seed``); the last batch may be smaller. ``batch_size="all"``: one
+        batch, the whole training split in its stored order (full-batch gradient descent; nothing drawn)."""
+        if batch_size == "all":
+            yield self.x_train, self.y_train
+            return
         if generator is None:
             generator = torch.Generator().manual_seed(0 if seed is None else seed)
         x, y = self.x_train, self.y_train
@@ -71,7 +75,17 @@ def digits(spec: TaskSpec) -> Task:
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    return _split(data.data / 16.0, data.target, spec, stratify=True, loss=Loss("cross_entropy"))
+    return _subset(_split(data.data / 16.0, data.target, spec, stratify=True, loss=Loss("cross_entropy")), spec)
+
+
+def _subset(task: Task, spec: TaskSpec) -> Task:
+    """``train_points = n``: n training points drawn without replacement from the stratified training
+    split with ``spec.seed`` (validation and test stay whole); 0 = the whole split."""
+    if not spec.train_points:
+        return task
+    rng = np.random.default_rng(spec.seed)
+    pick = torch.as_tensor(np.sort(rng.choice(len(task.x_train), spec.train_points, replace=False)))
+    return dataclasses.replace(task, x_train=task.x_train[pick], y_train=task.y_train[pick])
 
 
 def binary_digits(spec: TaskSpec) -> Task:
@@ -80,12 +94,7 @@ def binary_digits(spec: TaskSpec) -> Task:
     (Bernstein & Yue 2021). ``train_points = n``: n training points drawn without replacement from
     the stratified training split with ``spec.seed`` (validation and test stay whole)."""
     x, c = binary_digits_data(spec.name)
-    task = _split(x, c[:, None], spec, stratify=True, loss=Loss("margin", spec.margin))
-    if spec.train_points:
-        rng = np.random.default_rng(spec.seed)
-        pick = torch.as_tensor(np.sort(rng.choice(len(task.x_train), spec.train_points, replace=False)))
-        task = dataclasses.replace(task, x_train=task.x_train[pick], y_train=task.y_train[pick])
-    return task
+    return _subset(_split(x, c[:, None], spec, stratify=True, loss=Loss("margin", spec.margin)), spec)
 
 
 def teacher_student(spec: TaskSpec) -> Task:
