@@ -14,7 +14,7 @@ gradient descent", eq. for the decorrelation update)::
 W and R both move after the step's two passes (computed from the same clean pass).
 
     python experiments/decorrelated_np_reference.py --lr 0.03 --seed 0 [--kappa 0.0] [--epochs 20]
-        [--init kaiming --variance mean --normalise --target 0.25 --eta 0.1]   (the suite's setting)
+        [--init kaiming --variance mean --normalise --target 0.2 --eta 0.3]   (the suite's setting)
 """
 
 from __future__ import annotations
