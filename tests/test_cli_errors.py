@@ -119,6 +119,11 @@ CASES = [
     ("stdp out_rate zero", ["run", "stdp_out_rate.yaml"], "field 'rule.options.out_rate'"),
     ("spike rate over one per step", ["run", "spike_rate.yaml"], "field 'task.max_rate'"),
     ("negative lr", ["run", "negative_lr.yaml"], "field 'lr'"),
+    ("mlp init unknown", ["run", "good.yaml", "--set", "model.init=xavier"], "field 'model.init'"),
+    ("decorrelation variance unknown", ["run", "good.yaml", "--set", "decorrelation={variance: median}"],
+     "field 'decorrelation.variance'"),
+    ("decorrelation target zero", ["run", "good.yaml", "--set", "decorrelation={target: 0}"],
+     "field 'decorrelation.target'"),
     ("missing card", ["run", "--card", "missing.yaml"], "missing.yaml"),
     ("bad card", ["run", "--card", "card.yaml"], "card.yaml: field 'rule'"),
     # --set

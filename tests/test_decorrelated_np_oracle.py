@@ -5,6 +5,7 @@ Decorrelate)`` on the ideal chip equals the plain-torch transcription of the pap
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 from chiploop.experiments.spec import experiment_from_data
@@ -20,12 +21,21 @@ def reference():
     return module
 
 
-def test_one_step_of_decorrelated_np_equals_the_plain_torch_transcription():
+# the papers' update as chiploop's defaults, and the suite's setting (experiments/np_decorrelation_deep.yaml)
+SETTINGS = {
+    "defaults": ({}, {}),
+    "suite": ({"init": "kaiming"}, {"variance": "mean", "normalise": True, "target": 0.25}),
+}
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_one_step_of_decorrelated_np_equals_the_plain_torch_transcription(setting):
     ref = reference()
     sizes = [64, 128, 128, 128, 10]
-    spec = experiment_from_data({"device": "ideal", "model": {"sizes": sizes, "activation": "relu"},
+    model_options, r_options = SETTINGS[setting]
+    spec = experiment_from_data({"device": "ideal", "model": {"sizes": sizes, "activation": "relu", **model_options},
                                  "rule": {"name": "node_perturbation", "options": {"sigma": 1e-2}},
-                                 "decorrelation": {"eta": 1e-2, "kappa": 0.3}})
+                                 "decorrelation": {"eta": 1e-2, "kappa": 0.3, **r_options}})
     run = Run.build(spec)
     chip, names = run.network.chip, run.network.weight_names
     g = torch.Generator().manual_seed(7)
@@ -41,7 +51,7 @@ def test_one_step_of_decorrelated_np_equals_the_plain_torch_transcription():
     lr = 0.03
     with torch.no_grad():
         run.step(x, y, lr)
-    ref.step(params, Rs, x, y, lr, sigma=1e-2, eta=1e-2, kappa=0.3, generator=noise_generator)
+    ref.step(params, Rs, x, y, lr, sigma=1e-2, eta=1e-2, kappa=0.3, generator=noise_generator, **r_options)
     for l, name in enumerate(names):
         W, b = params[l]
         assert torch.allclose(chip.crossbars[name].weights(), W, atol=1e-6, rtol=0), name

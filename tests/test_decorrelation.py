@@ -65,6 +65,36 @@ def test_decorrelation_update_matches_its_equation():
     assert torch.allclose(signal.d.T @ signal.x, M @ R0, atol=1e-5) and signal.lr == 0.01
 
 
+@pytest.mark.parametrize("variance", ["unit", "mean"])
+@pytest.mark.parametrize("normalise", [False, True])
+def test_decorrelation_update_options_match_their_equation(variance, normalise):
+    """``M = (1-κ) offdiag(C)/s + κ V``, ``s = n-1`` when normalised, ``V = diag(m - t)`` (unit, units
+    silent over the batch left out) or ``(mean m - t) I`` (mean), written out element by element."""
+    spec = experiment_from_data({"device": "ideal"})
+    run = Run.build(spec)
+    transform = decorrelate(eta=0.2, kappa=0.4, variance=variance, normalise=normalise, target=0.25)
+    run.network.chip.install(transform.crossbars(run.network, torch.Generator().manual_seed(0)))
+    R0 = torch.eye(64) + 0.01 * torch.randn(64, 64, generator=torch.Generator().manual_seed(1))
+    run.network.chip.crossbars["decorr/layer0"].program(R0)
+    x = (run.task.x_train[:50] @ R0.T).double()
+    x[:, 0] = 0.0  # a unit silent over the batch
+    signal = transform.signal(run.network, "layer0", x)
+    n = 64
+    M = torch.zeros(n, n, dtype=torch.float64)
+    mean_m = sum(float((x[:, k] ** 2).mean()) for k in range(n)) / n
+    for i in range(n):
+        for j in range(n):
+            c = float((x[:, i] * x[:, j]).mean())
+            if i != j:
+                M[i, j] = 0.6 * c / ((n - 1) if normalise else 1)
+            elif variance == "mean":
+                M[i, i] = 0.4 * (mean_m - 0.25)
+            elif c > 0:
+                M[i, i] = 0.4 * (c - 0.25)
+    assert (variance == "mean") == (M[0, 0] != 0)  # the silent unit is pushed only by the mean term
+    assert torch.allclose(signal.d.T.double() @ signal.x.double(), M @ R0.double(), atol=1e-6) and signal.lr == 0.2
+
+
 def test_on_chip_R_lives_on_its_own_device():
     spec = experiment_from_data({"device": "constant-step", "decorrelation": {"on_chip": True, "device": "ecram"}})
     run = Run.build(spec)
@@ -88,7 +118,10 @@ def test_on_chip_R_lives_on_its_own_device():
 
 @pytest.mark.parametrize("options, field", [({"eta": 0}, "decorrelation.eta"), ({"kappa": 2}, "decorrelation.kappa"),
                                             ({"device": "nope"}, "decorrelation.device.preset"),
-                                            ({"etta": 0.1}, "decorrelation.etta")])
+                                            ({"etta": 0.1}, "decorrelation.etta"),
+                                            ({"variance": "median"}, "decorrelation.variance"),
+                                            ({"target": 0}, "decorrelation.target"),
+                                            ({"normalise": "yes"}, "decorrelation.normalise")])
 def test_bad_decorrelation_options(options, field):
     from chiploop.specs import SpecError
     with pytest.raises(SpecError) as info:

@@ -5,7 +5,7 @@ your gradient descent"; Dalm, van Gerven & Ahmad 2024)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Any, Literal, final
 
 from chiploop.lazy import torch
 
@@ -23,6 +23,13 @@ class DecorrelationSpec(Spec):
     eta: float = spec_field(1e-3, doc="learning rate of R", low=0.0, high=10.0, low_open=True)
     kappa: float = spec_field(0.5, doc="weight of the unit-variance term against decorrelation",
                               low=0.0, high=1.0)
+    variance: Literal["unit", "mean"] = spec_field(
+        "unit", doc="unit: push every unit's <x̂_i²> to target (diag term); mean: push only their mean "
+        "(a scalar times I, the authors' first 'full' update), which rescales R as a whole")
+    target: float = spec_field(1.0, doc="the second moment <x̂²> the variance term aims at",
+                               low=0.0, high=100.0, low_open=True)
+    normalise: bool = spec_field(False, doc="divide the decorrelation term by n - 1 (n inputs), so its "
+                                 "step does not grow with the layer's width (the authors' 'normalized' method)")
     on_chip: bool = spec_field(False, doc="R on its own crossbar (true) or in digital periphery (false)")
     device: DeviceSpec | None = spec_field(None, doc="device of the R crossbars when on_chip (default: "
                                            "the chip's own)")
@@ -39,10 +46,21 @@ class Decorrelate(Transform):
     """A decorrelator ``R`` before every weight crossbar: the chip reads ``x̂ = R h`` first (it is a
     ``decorrelator`` crossbar linked to the weight; the network does not know), and::
 
-        C = <x̂ x̂^T>_batch
-        R <- R - eta [(1 - kappa) offdiag(C) + kappa diag(<x̂²> - 1)] R  =:  R - eta M R
+        C = <x̂ x̂^T>_batch,   m_i = C_ii = <x̂_i²>,   n = len(x̂)
+        R <- R - eta [(1 - kappa) offdiag(C) / s + kappa V] R  =:  R - eta M R
+        variance unit:  V = diag(m - t)        (left out for units silent over the whole batch)
+        variance mean:  V = (mean_i m_i - t) I
+        s = n - 1 if normalise else 1,         t = target (1 by default)
 
-    (the variance term is left out for units silent over the whole batch).
+    The defaults (unit, t = 1, s = 1) are the update of Ahmad 2024, eq. for decorrelation with the
+    variance constraint. ``normalise`` and ``mean`` follow the authors' code (artcogsys/decorbp,
+    the 'normalized' and the first 'full' update). Why they matter (docs/results.md, seed 004):
+    for un-centred ReLU inputs ``offdiag(C)`` has an eigenvalue ≈ (n - 1) <h>² along the mean
+    direction, so the explicit step is stable only for ``eta (1-kappa) (n-1) <h>² < 2``;
+    dividing by ``n - 1`` removes the width from that bound and lets eta be large enough to track
+    the weights. A per-unit variance term whitens, amplifying directions of small variance (rarely
+    active units) without bound; the scalar term only sets R's overall gain. ``target`` sets the
+    scale of x̂, and with it the size of a weight update ``lr δ x̂ᵀ`` relative to W.
 
     R starts at the identity. The update ``M R = sum_j M[:, j] R[j, :]`` is applied as a pulsed
     update of R's crossbar with rows ``R[j, :]`` read by R's own transposed read of one-hot
@@ -73,10 +91,17 @@ class Decorrelate(Transform):
         n = x_hat.shape[1]
         C = x_hat.T @ x_hat / len(x_hat)
         second_moment = torch.diagonal(C)
-        # units silent over the batch (dead ReLUs, blank pixels) get no variance push: otherwise their
-        # rows of R grow without bound and blow up the input the moment the unit fires again
-        variance_push = torch.where(second_moment > 0, second_moment - 1, torch.zeros_like(second_moment))
-        M = (1 - self.spec.kappa) * (C - torch.diag(second_moment)) + self.spec.kappa * torch.diag(variance_push)
+        offdiag = C - torch.diag(second_moment)
+        if self.spec.normalise and n > 1:
+            offdiag = offdiag / (n - 1)
+        if self.spec.variance == "mean":
+            variance = (second_moment.mean() - self.spec.target) * torch.eye(n, dtype=C.dtype)
+        else:
+            # units silent over the batch (dead ReLUs, blank pixels) get no variance push: otherwise their
+            # rows of R grow without bound and blow up the input the moment the unit fires again
+            push = torch.where(second_moment > 0, second_moment - self.spec.target, torch.zeros_like(second_moment))
+            variance = torch.diag(push)
+        M = (1 - self.spec.kappa) * offdiag + self.spec.kappa * variance
         name = network.chip.decorrelators[weight]
         rows = network.chip.crossbars[name].backward(torch.eye(n))  # (n, n): row j is R[j, :] as the chip reads it
         return LayerSignal(name, rows, M.T, lr=self.spec.eta)

@@ -30,13 +30,25 @@ from chiploop.emulator.periphery import ACTIVATIONS
 from chiploop.specs import SpecError, spec_field
 
 
-def init_weights(sizes: Sequence[int], generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``W_l, b_l ~ U(-1/sqrt(in), 1/sqrt(in))``, as ``torch.nn.Linear`` draws them, from ``generator``."""
+def init_weights(sizes: Sequence[int], generator: torch.Generator, init: str = "torch"
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The layers' ``(W_l, b_l)`` from ``generator``::
+
+        torch:   W_l, b_l ~ U(-1/sqrt(in), 1/sqrt(in))      (as torch.nn.Linear draws them)
+        kaiming: W_l ~ U(-sqrt(6/in), sqrt(6/in)),  b_l = 0  (He et al. 2015, "Delving deep into
+                 rectifiers": Var W = 2/in keeps a ReLU layer's second moment, E a_l² = E a_{l-1}²)
+
+    ``torch``'s Var W = 1/(3 in) shrinks a ReLU layer's second moment six-fold, so a deep ReLU net
+    starts with vanishing outputs and gradients (the slow start of seed 004, docs/results.md).
+    """
     params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        bound = 1 / math.sqrt(n_in)
+        bound = 1 / math.sqrt(n_in) if init == "torch" else math.sqrt(6 / n_in)
         W = (torch.rand(n_out, n_in, generator=generator) * 2 - 1) * bound
-        b = (torch.rand(n_out, generator=generator) * 2 - 1) * bound
+        if init == "torch":
+            b = (torch.rand(n_out, generator=generator) * 2 - 1) * bound
+        else:
+            b = torch.zeros(n_out)
         params.append((W, b))
     return params
 
@@ -54,11 +66,11 @@ class MLP(Network):
 
     @classmethod
     def build(cls, sizes: Sequence[int], activation: str, factory: CrossbarFactory | None,
-              generator: torch.Generator) -> MLP:
+              generator: torch.Generator, init: str = "torch") -> MLP:
         """A new chip with one crossbar per layer (``factory(name, out, in)``, default exact float),
-        programmed with seeded weights."""
+        programmed with seeded weights (``init`` as in :func:`init_weights`)."""
         chip = Chip(factory=factory)
-        for l, (W, b) in enumerate(init_weights(sizes, generator)):
+        for l, (W, b) in enumerate(init_weights(sizes, generator, init)):
             chip.make(f"layer{l}", W, "weight", bias=b)
         return cls(tuple(sizes), activation, chip)
 
@@ -113,6 +125,8 @@ class MLPSpec(NetworkSpec):
     kind: Literal["mlp"] = spec_field("mlp", doc="network class: mlp")
     sizes: tuple[int, ...] = spec_field((64, 64, 10), doc="layer widths, input first")
     activation: Literal["relu", "tanh", "sigmoid"] = spec_field("relu", doc="hidden activation f")
+    init: Literal["torch", "kaiming"] = spec_field(
+        "torch", doc="weight init: torch (U(±1/sqrt(in)), as torch.nn.Linear) or kaiming (He uniform, Var W = 2/in, b = 0)")
 
     def check(self) -> None:
         if len(self.sizes) < 2 or min(self.sizes) < 1:
@@ -123,7 +137,7 @@ class MLPSpec(NetworkSpec):
         return self.sizes[0], self.sizes[-1]
 
     def build(self, factory: CrossbarFactory | None, generator: torch.Generator) -> MLP:
-        return MLP.build(self.sizes, self.activation, factory, generator)
+        return MLP.build(self.sizes, self.activation, factory, generator, self.init)
 
     def attach(self, chip: Chip) -> MLP:
         return MLP(self.sizes, self.activation, chip)
