@@ -65,9 +65,10 @@ def _reference_walk(spec, w0, par, x, d, lr, g):
     return w.view(P, o, i)
 
 
-@pytest.mark.parametrize("start", ["middle", "bound"])     # middle: the closed form; bound: the scan
-def test_constant_step_update_is_equal_in_distribution_to_pulse_by_pulse(start):
-    spec = torch_device("constant-step", dw_min=0.02, w_bound_dtod=0.0, read_noise=0.0)
+@pytest.mark.parametrize("start, dw_min", [("middle", 0.02), ("bound", 0.02), ("middle", 0.3)])
+def test_constant_step_update_is_equal_in_distribution_to_pulse_by_pulse(start, dw_min):
+    """middle: the closed form; bound: the one-sided walk; dw_min 0.3: both bounds in reach, the scan."""
+    spec = torch_device("constant-step", dw_min=dw_min, w_bound_dtod=0.0, read_noise=0.0)
     P, o, i = 3000, 3, 4
     g = torch.Generator().manual_seed(1)
     xb = TorchCrossbar.create(spec, o, i, "layer0", seed=5)
@@ -76,7 +77,7 @@ def test_constant_step_update_is_equal_in_distribution_to_pulse_by_pulse(start):
     xb.program(W)
     x = torch.tensor([[0.9, -0.5, 0.3, 0.0], [0.2, 0.7, -1.0, 0.0]])
     d = torch.tensor([[0.6, -0.8, 0.1], [-0.4, 0.3, 0.9]])
-    lr = 0.3
+    lr = 0.3 * dw_min / 0.02
     pop = xb.expand(P)
     pop.update(x, d, lr)
     ours = pop.W - W
@@ -134,3 +135,24 @@ def test_ragged_rows_hold_each_samples_slots_and_counts_add_up():
     assert torch.equal(counts.sum(1), total.reshape(-1))
     direction = -(torch.sign(d[cells[:, 0], :, cells[:, 1]]) * torch.sign(x[cells[:, 0], :, cells[:, 2]]))
     assert torch.equal(-(counts * direction).sum(1), signed.reshape(-1))   # S = down - up
+
+
+def test_one_sided_walk_equals_pulse_by_pulse_while_the_far_bound_is_out_of_reach():
+    from chiploop.emulator.torch_engine.crossbar import one_sided_walk
+    spec = torch_device("constant-step", dw_min=0.05)
+    g = torch.Generator().manual_seed(4)
+    K, R = 60, 40
+    seq = torch.randint(-1, 2, (K, R), generator=g).float() * (torch.rand(K, R, generator=g) < 0.5)
+    par = devices.populate(spec, (K,), g)
+    upper = torch.arange(K) % 2 == 0
+    w = torch.where(upper, par["max_bound"] - 0.05, par["min_bound"] + 0.05)     # near one bound, far from the other
+    w[:4] = torch.where(upper[:4], par["max_bound"][:4], par["min_bound"][:4])
+    xi = torch.randn(K, R, generator=g)
+    out = one_sided_walk(w, seq, par["dwmin_up"], par["dwmin_down"],
+                         torch.where(upper, par["max_bound"], par["min_bound"]), upper, spec.dw_min_std, g, xi)
+    ref = w.clone()
+    for r in range(R):
+        ref = devices.pulse(spec, ref, seq[:, r], par, g, xi[:, r])
+    assert ((ref - par["min_bound"]).abs() > 0.01)[upper].all() and ((par["max_bound"] - ref) > 0.01)[~upper].all()
+    assert (out - ref).abs().max() < 1e-5
+    assert ((ref >= par["max_bound"] - 1e-6) | (ref <= par["min_bound"] + 1e-6)).sum() >= 5   # the clip acted

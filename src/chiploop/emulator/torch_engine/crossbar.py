@@ -127,6 +127,29 @@ def scan_constant_step(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, dow
     return torch.clamp(w + a[:, 0], lu[0, :, 0], lu[1, :, 0])
 
 
+def one_sided_walk(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, down: torch.Tensor, bound: torch.Tensor,
+                   upper: torch.Tensor, sigma: float, generator: torch.Generator,
+                   xi: torch.Tensor | None = None) -> torch.Tensor:
+    """K constant-step cells through the pulses ``seq`` (K, R) in {+1, -1, 0 (none)}, clipped after
+    every pulse at one bound only: ``bound`` (K,) from above where ``upper``, from below elsewhere.
+    With ``a_t = s_t dwmin_s (1 + σ ξ_t)`` and ``S_k = Σ_{t<=k} a_t`` (Lindley's recursion for
+    ``w_t = min(w_{t-1} + a_t, u)``):
+
+        w_R = min(w_0 + S_R, u + S_R - max_{k: a pulse} S_k),
+
+    and the mirror image at a lower bound. Exact whenever the other bound is out of reach.
+    ``xi`` (K, R): the noise of each row's pulse (drawn when not given)."""
+    if xi is None:
+        xi = torch.randn(seq.shape, generator=generator, device=seq.device)
+    flip = torch.where(upper, 1.0, -1.0)                                   # work on -w at a lower bound
+    step = torch.where(seq > 0, up.unsqueeze(1), down.unsqueeze(1)) * flip.unsqueeze(1)
+    a = seq * step * (1 + sigma * xi) if sigma > 0 else seq * step
+    S = a.cumsum(1)
+    last = S[:, -1]
+    peak = torch.where(seq != 0, S, -float("inf")).amax(1)                 # -inf: no pulse, no clip
+    return flip * torch.minimum(flip * w + last, flip * bound + last - peak)
+
+
 @dataclass(eq=False)
 class TorchCrossbar:
     """One weight layer (``shape`` = (out, in)) of P chips, on the torch engine."""
@@ -265,8 +288,9 @@ class TorchCrossbar:
         ``max(dwmin_up, dwmin_down) N + 6.5 s`` (s: the standard deviation above) exceeds the
         distance to the nearer bound: the walk's drift is at most ``max(dwmin) N`` and, by Lévy's
         inequality, its noise's running sum passes 6.5 s with probability < 2 Φ(-6.5) ≈ 1e-10.
-        Those cells (and only touched ones: an untouched cell has reach 0) go through
-        :func:`scan_constant_step`, exact."""
+        Those cells (only touched ones: an untouched cell has reach 0) are walked exactly: by
+        :func:`one_sided_walk` when the far bound is out of reach by the same criterion, else by
+        :func:`scan_constant_step`."""
         sigma = self.spec.dw_min_std
         up, down = par["dwmin_up"], par["dwmin_down"]
         h, g, q, r, big = self._closed_form_constants(up, down)
@@ -283,10 +307,16 @@ class TorchCrossbar:
             new = new.contiguous()
             n_in = w.shape[-1]
             cells = torch.stack([flat // (w.shape[-2] * n_in), flat // n_in % w.shape[-2], flat % n_in], 1)
-            w0, up, down, lo, hi = (v.reshape(-1).index_select(0, flat)
-                                    for v in (w, up, down, par["min_bound"], par["max_bound"]))
-            new.view(-1).index_copy_(0, flat, scan_constant_step(w0, cell_rows(t, cells), up, down, lo, hi,
-                                                                 sigma, self.generator))
+            w0, up, down, lo, hi, rc = (v.reshape(-1).index_select(0, flat)
+                                        for v in (w, up, down, par["min_bound"], par["max_bound"], reach))
+            rows = cell_rows(t, cells)
+            upper = hi - w0 <= w0 - lo
+            out = one_sided_walk(w0, rows, up, down, torch.where(upper, hi, lo), upper, sigma, self.generator)
+            both = rc >= torch.maximum(hi - w0, w0 - lo)                # both bounds in reach: the scan
+            if bool(both.any()):
+                k = both.nonzero().view(-1)
+                out[k] = scan_constant_step(w0[k], rows[k], up[k], down[k], lo[k], hi[k], sigma, self.generator)
+            new.view(-1).index_copy_(0, flat, out)
         return new
 
     def _pulse_by_pulse(self, w: torch.Tensor, par: dict[str, torch.Tensor], counts: torch.Tensor,
