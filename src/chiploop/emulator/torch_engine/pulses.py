@@ -136,11 +136,7 @@ def cell_rows(t: Trains, cells: torch.Tensor) -> torch.Tensor:
     """The pulses of cells ``cells`` (K, 3) of (p, i, j) indices, row by row: (K, R) in {+1 up, -1
     down, 0 none}, in the order aihwkit applies them (sample after sample)."""
     p, i, j = cells.unbind(1)
-    P, R, C = t.lines.shape
-    flat = t.lines.reshape(-1)
-    row = torch.arange(0, R * C, C, device=flat.device)                                  # row r's offset
-    start = p * (R * C)
-    return -(flat[(start + t.n_in + i).unsqueeze(1) + row] * flat[(start + j).unsqueeze(1) + row])
+    return -(t.lines[p, :, t.n_in + i] * t.lines[p, :, j])
 
 
 def per_sample(t: Trains, cells: torch.Tensor) -> torch.Tensor:
