@@ -111,8 +111,9 @@ def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_b
     R = int(rows.max()) if rows.numel() else 0
     if R == 0:
         return None
-    scale = torch.cat([Bx.unsqueeze(-1).expand(P, B, n_in), A.unsqueeze(-1).expand(P, B, C - n_in)], -1)
-    thr = (a * scale).mul_(65536.0).round_().sub_(32768.0).clamp_(-32768.0, 32767.0)     # u < thr: p
+    scale = torch.stack([Bx, A], -1).mul_(65536.0)                                       # (P, B, 2)
+    scale = torch.cat([scale[..., :1].expand(P, B, n_in), scale[..., 1:].expand(P, B, C - n_in)], -1)
+    thr = (a * scale).round_().sub_(32768.0).clamp_(max=32767.0)                        # u < thr: p (p <= 1)
     never = xd.new_full((P, 1, C), -32768.0)                                             # a row of no pulse
     thr = torch.cat([thr, never], 1).to(torch.int16).view(P * (B + 1), C)
     sign = torch.cat([torch.sign(xd), never], 1).view(P * (B + 1), C)
