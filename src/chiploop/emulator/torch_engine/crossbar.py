@@ -103,14 +103,10 @@ def scan_constant_step(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, dow
     without a pulse is the identity), padding is the identity ``(0, -inf, inf)``. ``xi`` (K, L'):
     the noise of the cells' pulses in order (drawn when not given)."""
     K = seq.shape[0]
-    live = seq != 0
-    pos = live.cumsum(1)                                   # a pulse's place in its cell's own sequence, + 1
-    L = int(pos[:, -1].max()) if K and seq.shape[1] else 0
-    if L == 0:
+    seq = compact(seq)
+    size = seq.shape[1]
+    if K == 0 or not bool(seq[:, 0].any()):
         return w
-    size = 1 << (L - 1).bit_length()
-    packed = seq.new_zeros(K, size + 1)                    # column ``size`` collects the rows without a pulse
-    seq = packed.scatter_(1, torch.where(live, pos - 1, size), seq)[:, :size]
     if xi is None:
         xi = torch.randn(seq.shape, generator=generator, device=seq.device)
     elif xi.shape[1] < size:
@@ -125,6 +121,18 @@ def scan_constant_step(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, dow
         lu = torch.clamp(lu[:, :, 0::2] + ag, lg, ug)      # g∘f with α_g = α_f = 1
         a = a[:, 0::2] + ag
     return torch.clamp(w + a[:, 0], lu[0, :, 0], lu[1, :, 0])
+
+
+def compact(seq: torch.Tensor) -> torch.Tensor:
+    """Each row's nonzero entries moved to its front, in order, zeros after: (K, L') with L' the
+    most nonzero entries of any row rounded up to a power of two (a cumulative count and one scatter)."""
+    K = seq.shape[0]
+    live = seq != 0
+    pos = live.cumsum(1)
+    L = int(pos[:, -1].max()) if K and seq.shape[1] else 0
+    size = 1 << max(L - 1, 0).bit_length()
+    packed = seq.new_zeros(K, size + 1)                    # column ``size`` collects the rows without a pulse
+    return packed.scatter_(1, torch.where(live, pos - 1, size), seq)[:, :size]
 
 
 def one_sided_walk(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, down: torch.Tensor, bound: torch.Tensor,
@@ -142,11 +150,12 @@ def one_sided_walk(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, down: t
     if xi is None:
         xi = torch.randn(seq.shape, generator=generator, device=seq.device)
     flip = torch.where(upper, 1.0, -1.0)                                   # work on -w at a lower bound
-    step = torch.where(seq > 0, up.unsqueeze(1), down.unsqueeze(1)) * flip.unsqueeze(1)
-    a = seq * step * (1 + sigma * xi) if sigma > 0 else seq * step
+    a = torch.where(seq > 0, (up * flip).unsqueeze(1), (down * flip).unsqueeze(1)).mul_(seq)
+    if sigma > 0:
+        a.mul_(xi.mul(sigma).add_(1.0))
     S = a.cumsum(1)
-    last = S[:, -1]
-    peak = torch.where(seq != 0, S, -float("inf")).amax(1)                 # -inf: no pulse, no clip
+    last = S[:, -1].clone()                                               # before the fill below
+    peak = S.masked_fill_(seq == 0, -float("inf")).amax(1)                 # -inf: no pulse, no clip
     return flip * torch.minimum(flip * w + last, flip * bound + last - peak)
 
 
