@@ -303,13 +303,17 @@ class TorchCrossbar:
         sigma = self.spec.dw_min_std
         up, down = par["dwmin_up"], par["dwmin_down"]
         h, g, q, r, big = self._closed_form_constants(up, down)
-        new = torch.addcmul(h * total, g, signed, value=-1.0)                   # mean of Δw
-        reach = big * total
-        if sigma > 0:
-            std = torch.addcmul(q * total, r, signed).clamp_(min=0.0).sqrt_()
-            new.addcmul_(std, torch.randn(w.shape, generator=self.generator, device=w.device))
-            reach.add_(std, alpha=SAFE_SIGMAS)
-        unsafe = reach > torch.minimum(par["max_bound"] - w, w - par["min_bound"])
+        new = torch.mul(h, total).addcmul_(g, signed, value=-1.0)                # mean of Δw (buffers reused:
+        if sigma > 0:                                                           # fewer fresh pages)
+            std = torch.mul(q, total).addcmul_(r, signed).clamp_(min=0.0).sqrt_()
+            noise = torch.randn(w.shape, generator=self.generator, device=w.device)
+            new.addcmul_(std, noise)
+            reach = torch.mul(big, total, out=noise).add_(std, alpha=SAFE_SIGMAS)
+            near = torch.minimum(torch.sub(par["max_bound"], w, out=std), w - par["min_bound"])
+        else:
+            reach = big * total
+            near = torch.minimum(par["max_bound"] - w, w - par["min_bound"])
+        unsafe = reach > near
         new = new.add_(w)
         flat = unsafe.reshape(-1).nonzero().view(-1)
         if len(flat):

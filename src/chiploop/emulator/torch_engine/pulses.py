@@ -121,7 +121,7 @@ def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_b
     fire = uniform16((P, R, C), generator, x.device) < torch.repeat_interleave(
         thr, counts, dim=0, output_size=P * R).view(P, R, C)
     mag = fire.to(x.dtype)
-    lines = mag * torch.repeat_interleave(sign, counts, dim=0, output_size=P * R).view(P, R, C)
+    lines = torch.repeat_interleave(sign, counts, dim=0, output_size=P * R).view(P, R, C).mul_(mag)
     return Trains(lines, mag, bl, n_in)
 
 
