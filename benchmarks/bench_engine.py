@@ -10,14 +10,23 @@
 ``--cuda`` runs 3. with P = 1,024 chips on a CUDA device against one aihwkit CPU chip, or says that
 there is no CUDA device and exits 0.
 
+Every measure is timed twice in the same interleaved repeats: wall-clock (``time.perf_counter``) and
+the process's CPU time (``time.process_time``). On a machine shared with other jobs the wall-clock
+ratios move with the load (a short step is preempted at random); the CPU-time ratios are what the
+two engines cost. The load average is printed with the results. Threads: ``torch.set_num_threads(1)``
+for both engines (aihwkit's CPU tiles are single-threaded; the issue's targets are per core).
+
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_engine.py [--device constant-step] [--cuda]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -26,8 +35,23 @@ from chiploop.emulator import make_crossbar
 from chiploop.experiments.spec import experiment_from_data
 from chiploop.experiments.train import Run, train
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from timing import interleaved_medians  # noqa: E402  benchmarks/timing.py
+
+
+def interleaved_medians(fns: list[Callable[[], None]], repeats: int) -> tuple[list[float], list[float]]:
+    """Median wall-clock and CPU seconds per call of each fn: one warm-up call each, then ``repeats``
+    rounds alternating the order (as benchmarks/timing.py, with the process's CPU time as well)."""
+    for fn in fns:
+        fn()
+    wall: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        order = list(range(len(fns)))
+        for i in (order if r % 2 == 0 else order[::-1]):
+            w, c = time.perf_counter(), time.process_time()
+            fns[i]()
+            cpu[i].append(time.process_time() - c)
+            wall[i].append(time.perf_counter() - w)
+    return [statistics.median(t) for t in wall], [statistics.median(t) for t in cpu]
 
 
 def _batches(run: Run, size: int):
@@ -41,24 +65,26 @@ def _batches(run: Run, size: int):
         yield x[s:s + size], y[s:s + size]
 
 
-def step_ratio(device: str, sizes: list[int], repeats: int, lr: float) -> tuple[float, float]:
+def step_ratio(device: str, sizes: list[int], repeats: int, lr: float) -> tuple[list[float], list[float]]:
+    """(wall, cpu) medians of one training step, [aihwkit, torch]."""
     runs = {}
     for engine in ("aihwkit", "torch"):
         spec = experiment_from_data({"device": {"preset": device, "engine": engine}, "model": {"sizes": sizes},
                                      "lr": lr, "epochs": 1})
         runs[engine] = Run.build(spec)
     data = {engine: _batches(run, 32) for engine, run in runs.items()}
-    t_a, t_t = interleaved_medians([lambda: runs["aihwkit"].learner.step(*next(data["aihwkit"]), lr),
-                                    lambda: runs["torch"].learner.step(*next(data["torch"]), lr)], repeats)
-    return t_a, t_t
+    return interleaved_medians([lambda: runs["aihwkit"].learner.step(*next(data["aihwkit"]), lr),
+                                lambda: runs["torch"].learner.step(*next(data["torch"]), lr)], repeats)
 
 
-def diagnostics_ratio(device: str, sizes: list[int], epochs: int, repeats: int, lr: float) -> tuple[float, float]:
+def diagnostics_ratio(device: str, sizes: list[int], epochs: int, repeats: int, lr: float
+                      ) -> tuple[list[float], list[float]]:
+    """(wall, cpu) medians of a torch-engine run, [without, with diagnostics]."""
     base = {"device": {"preset": device, "engine": "torch"}, "model": {"sizes": sizes}, "lr": lr, "epochs": epochs}
     plain = experiment_from_data(base)
     probed = experiment_from_data({**base, "diagnostics": {"every": 50, "repeats": 8}})
-    return tuple(interleaved_medians([lambda: train(plain, progress=False), lambda: train(probed, progress=False)],
-                                     repeats))
+    return interleaved_medians([lambda: train(plain, progress=False), lambda: train(probed, progress=False)],
+                               repeats)
 
 
 def _mlp_step(layers, x, y, lr):
@@ -73,8 +99,8 @@ def _mlp_step(layers, x, y, lr):
 
 
 def population_ratio(device: str, sizes: list[int], population: int, repeats: int, lr: float,
-                     engine_device: str = "cpu", sequential: int | None = None) -> tuple[float, float]:
-    """Seconds for ``sequential`` aihwkit chips one after the other, and for one population step."""
+                     engine_device: str = "cpu", sequential: int | None = None) -> tuple[list[float], list[float]]:
+    """(wall, cpu) medians, [``sequential`` aihwkit chips one after the other, one population step]."""
     sequential = population if sequential is None else sequential
     spec_a = load_device({"preset": device})
     spec_t = load_device({"preset": device, "engine": "torch", "engine_device": engine_device})
@@ -104,7 +130,7 @@ def population_ratio(device: str, sizes: list[int], population: int, repeats: in
         if engine_device != "cpu":
             torch.cuda.synchronize()
 
-    return tuple(interleaved_medians([sequential_step, population_step], repeats))
+    return interleaved_medians([sequential_step, population_step], repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,22 +149,27 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("no CUDA device on this machine: the --cuda comparison needs one; nothing run")
             return 0
-        t_one, t_pop = population_ratio(args.device, args.sizes, 1024, args.repeats, args.lr, "cuda", sequential=1)
+        (t_one, t_pop), _ = population_ratio(args.device, args.sizes, 1024, args.repeats, args.lr, "cuda", sequential=1)
         print(f"P = 1024 chips on CUDA, one step {t_pop * 1e3:.2f} ms; one aihwkit CPU chip {t_one * 1e3:.2f} ms; "
               f"throughput ratio {1024 * t_one / t_pop:.1f}")
         return 0
     t = time.perf_counter()
-    t_a, t_t = step_ratio(args.device, args.sizes, args.repeats, args.lr)
-    print(f"{args.device}, MLP {'-'.join(map(str, args.sizes))}, batch 32, torch.set_num_threads(1)")
-    print(f"1. training step: aihwkit {t_a * 1e3:.2f} ms, torch engine {t_t * 1e3:.2f} ms, "
-          f"ratio {t_t / t_a:.2f} (target <= 1.5)")
-    t_plain, t_probed = diagnostics_ratio(args.device, args.sizes, args.epochs, args.run_repeats, args.lr)
-    print(f"2. torch-engine run of {args.epochs} epochs: without diagnostics {t_plain:.2f} s, with "
-          f"{{every: 50, repeats: 8}} {t_probed:.2f} s, ratio {t_probed / t_plain:.2f} (target <= 1.25)")
-    t_seq, t_pop = population_ratio(args.device, args.sizes, args.population, max(3, args.repeats // 4), args.lr)
-    print(f"3. P = {args.population} chips: {args.population} aihwkit steps one after the other {t_seq * 1e3:.1f} ms, "
-          f"one population step {t_pop * 1e3:.1f} ms, throughput ratio {t_seq / t_pop:.2f} (target >= 2)")
-    print(f"(bench took {time.perf_counter() - t:.0f} s)")
+    print(f"{args.device}, MLP {'-'.join(map(str, args.sizes))}, batch 32, torch.set_num_threads(1); "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
+    (w_a, w_t), (c_a, c_t) = step_ratio(args.device, args.sizes, args.repeats, args.lr)
+    print(f"1. training step, aihwkit / torch engine (ratio torch ÷ aihwkit, target <= 1.5): CPU {c_a * 1e3:.2f} / {c_t * 1e3:.2f} ms, "
+          f"ratio {c_t / c_a:.2f}; wall {w_a * 1e3:.2f} / {w_t * 1e3:.2f} ms, ratio {w_t / w_a:.2f}")
+    (w_plain, w_probed), (c_plain, c_probed) = diagnostics_ratio(args.device, args.sizes, args.epochs,
+                                                                 args.run_repeats, args.lr)
+    print(f"2. torch-engine run of {args.epochs} epochs, with {{every: 50, repeats: 8}} / without (target <= 1.25): "
+          f"CPU {c_probed:.2f} / {c_plain:.2f} s, ratio {c_probed / c_plain:.2f}; "
+          f"wall {w_probed:.2f} / {w_plain:.2f} s, ratio {w_probed / w_plain:.2f}")
+    (w_seq, w_pop), (c_seq, c_pop) = population_ratio(args.device, args.sizes, args.population,
+                                                      max(3, args.repeats // 4), args.lr)
+    print(f"3. P = {args.population} chips, {args.population} aihwkit steps one after the other / one population "
+          f"step, throughput ratio (target >= 2): CPU {c_seq * 1e3:.1f} / {c_pop * 1e3:.1f} ms, ratio "
+          f"{c_seq / c_pop:.2f}; wall {w_seq * 1e3:.1f} / {w_pop * 1e3:.1f} ms, ratio {w_seq / w_pop:.2f}")
+    print(f"(bench took {time.perf_counter() - t:.0f} s; load average {os.getloadavg()[0]:.1f} at the end)")
     return 0
 
 

@@ -33,7 +33,7 @@ from chiploop.lazy import torch
 
 from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator.torch_engine import devices, io
-from chiploop.emulator.torch_engine.pulses import per_sample, totals, trains
+from chiploop.emulator.torch_engine.pulses import Trains, cell_rows, per_sample, totals, trains
 
 # closed-form constant-step update only for cells whose pulse path stays inside the bounds but with
 # probability < 2 Φ(-6.5) ≈ 1e-10: drift at most n·dwmin, Gaussian noise partial sums bounded by the
@@ -93,6 +93,72 @@ def affine_walk(spec: DeviceSpec, w: torch.Tensor, seq: torch.Tensor, par: dict[
     return v if ref is None else v - ref
 
 
+def scan_constant_step(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, down: torch.Tensor,
+                       lo: torch.Tensor, hi: torch.Tensor, sigma: float, generator: torch.Generator,
+                       xi: torch.Tensor | None = None) -> torch.Tensor:
+    """K constant-step cells (``w``, ``up``, ``down``, ``lo``, ``hi`` (K,)) through the pulses ``seq``
+    (K, L) in {+1, -1, 0 (none)}, each ``w <- clip(w + s dwmin_s (1 + σ ξ), lo, hi)``: exact, by
+    :func:`compose` with α = 1 (the maps ``clip(w + a_t, l_t, u_t)``), in log2 of the most pulses
+    any of the cells gets. Each cell's pulses are first moved to the front in their order (a row
+    without a pulse is the identity), padding is the identity ``(0, -inf, inf)``. ``xi`` (K, L'):
+    the noise of the cells' pulses in order (drawn when not given)."""
+    K = seq.shape[0]
+    seq = compact(seq)
+    size = seq.shape[1]
+    if K == 0 or not bool(seq[:, 0].any()):
+        return w
+    if xi is None:
+        xi = torch.randn(seq.shape, generator=generator, device=seq.device)
+    elif xi.shape[1] < size:
+        xi = torch.cat([xi, xi.new_zeros(K, size - xi.shape[1])], 1)
+    a = seq * torch.where(seq > 0, up.unsqueeze(1), down.unsqueeze(1)) * (1 + sigma * xi[:, :size])
+    inf = float("inf")
+    live = seq != 0
+    lu = torch.stack([torch.where(live, lo.unsqueeze(1), -inf), torch.where(live, hi.unsqueeze(1), inf)])  # (2, K, L)
+    while a.shape[1] > 1:
+        ag = a[:, 1::2]
+        lg, ug = lu[:, :, 1::2].unbind(0)
+        lu = torch.clamp(lu[:, :, 0::2] + ag, lg, ug)      # g∘f with α_g = α_f = 1
+        a = a[:, 0::2] + ag
+    return torch.clamp(w + a[:, 0], lu[0, :, 0], lu[1, :, 0])
+
+
+def compact(seq: torch.Tensor) -> torch.Tensor:
+    """Each row's nonzero entries moved to its front, in order, zeros after: (K, L') with L' the
+    most nonzero entries of any row rounded up to a power of two (a cumulative count and one scatter)."""
+    K = seq.shape[0]
+    live = seq != 0
+    pos = live.cumsum(1)
+    L = int(pos[:, -1].max()) if K and seq.shape[1] else 0
+    size = 1 << max(L - 1, 0).bit_length()
+    packed = seq.new_zeros(K, size + 1)                    # column ``size`` collects the rows without a pulse
+    return packed.scatter_(1, torch.where(live, pos - 1, size), seq)[:, :size]
+
+
+def one_sided_walk(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, down: torch.Tensor, bound: torch.Tensor,
+                   upper: torch.Tensor, sigma: float, generator: torch.Generator,
+                   xi: torch.Tensor | None = None) -> torch.Tensor:
+    """K constant-step cells through the pulses ``seq`` (K, R) in {+1, -1, 0 (none)}, clipped after
+    every pulse at one bound only: ``bound`` (K,) from above where ``upper``, from below elsewhere.
+    With ``a_t = s_t dwmin_s (1 + σ ξ_t)`` and ``S_k = Σ_{t<=k} a_t`` (Lindley's recursion for
+    ``w_t = min(w_{t-1} + a_t, u)``):
+
+        w_R = min(w_0 + S_R, u + S_R - max_{k: a pulse} S_k),
+
+    and the mirror image at a lower bound. Exact whenever the other bound is out of reach.
+    ``xi`` (K, R): the noise of each row's pulse (drawn when not given)."""
+    if xi is None:
+        xi = torch.randn(seq.shape, generator=generator, device=seq.device)
+    flip = torch.where(upper, 1.0, -1.0)                                   # work on -w at a lower bound
+    a = torch.where(seq > 0, (up * flip).unsqueeze(1), (down * flip).unsqueeze(1)).mul_(seq)
+    if sigma > 0:
+        a.mul_(xi.mul(sigma).add_(1.0))
+    S = a.cumsum(1)
+    last = S[:, -1].clone()                                               # before the fill below
+    peak = S.masked_fill_(seq == 0, -float("inf")).amax(1)                 # -inf: no pulse, no clip
+    return flip * torch.minimum(flip * w + last, flip * bound + last - peak)
+
+
 @dataclass(eq=False)
 class TorchCrossbar:
     """One weight layer (``shape`` = (out, in)) of P chips, on the torch engine."""
@@ -104,6 +170,7 @@ class TorchCrossbar:
     seed: int                            # this crossbar's noise seed
     persistent: torch.Tensor | None = None  # (P, out, in) persistent weights (write-noise devices)
     clones: int = field(default=0)
+    _consts: tuple = field(default=(), repr=False, compare=False)   # per-cell constants of the closed form
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -181,31 +248,21 @@ class TorchCrossbar:
         t = trains(x, d, lr, devices.granularity(spec), spec.desired_bl, self.generator)
         if t is None:
             return
-        fx, fd = t
-        n_up, n_down = totals(fx, fd, x, d)                          # (P, o, i)
-        n = n_up + n_down
-        touched = n > 0
+        signed, total = totals(t)                                    # (P, o, i): S and N
         whole = (r.start, r.stop, c.start, c.stop) == (0, self.shape[0], 0, self.shape[1])
         store = self.persistent if self.persistent is not None else self.W
         w = store if whole else store[:, r, c]
         par = self.par if whole else {k: v[:, r, c] for k, v in self.par.items()}
-        sequential = touched
         if spec.response == "constant_step":
-            sigma = spec.dw_min_std
-            reach = torch.maximum(par["dwmin_up"], par["dwmin_down"]) * (n + SAFE_SIGMAS * sigma * n.sqrt())
-            safe = (w + reach < par["max_bound"]) & (w - reach > par["min_bound"])
-            xi = torch.randn((2, *w.shape), generator=self.generator, device=w.device)
-            delta = (par["dwmin_up"] * (n_up + sigma * n_up.sqrt() * xi[0])
-                     - par["dwmin_down"] * (n_down + sigma * n_down.sqrt() * xi[1]))
-            w = torch.where(safe, w + delta, w)
-            sequential = touched & ~safe
-        cells = sequential.nonzero()
-        if len(cells):
-            counts, direction = per_sample(fx, fd, x, d, cells)
-            w = w.index_put((cells[:, 0], cells[:, 1], cells[:, 2]),
-                            self._pulse_by_pulse(w[cells[:, 0], cells[:, 1], cells[:, 2]],
-                                                 {k: v[cells[:, 0], cells[:, 1], cells[:, 2]] for k, v in par.items()},
-                                                 counts, direction))
+            w = self._constant_step(t, w, par, signed, total)
+        else:
+            touched = total > 0
+            cells = touched.nonzero()
+            if len(cells):
+                p, i, j = cells.unbind(1)
+                direction = -(torch.sign(d[p, :, i]) * torch.sign(x[p, :, j]))      # (K, B)
+                w = w.index_put((p, i, j), self._pulse_by_pulse(w[p, i, j], {k: v[p, i, j] for k, v in par.items()},
+                                                                per_sample(t, cells), direction))
         if whole:
             if self.persistent is not None:
                 self.persistent = w
@@ -215,7 +272,65 @@ class TorchCrossbar:
             store[:, r, c] = w
         if self.persistent is not None:
             noise = self.write_noise * torch.randn(w.shape, generator=self.generator, device=w.device)
-            self.W[:, r, c] = torch.where(touched, w + noise, self.W[:, r, c])
+            self.W[:, r, c] = torch.where(total > 0, w + noise, self.W[:, r, c])
+
+    def _closed_form_constants(self, up: torch.Tensor, down: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-cell constants of the constant-step closed form, computed once per device state
+        (kept while ``up`` and ``down`` are the same tensors, unmodified): with ``N_up = (N - S)/2``,
+        ``N_down = (N + S)/2``, mean ``h N - g S``, variance ``q N + r S``, reach ``max(up, down) N``."""
+        key = self._consts[0] if self._consts else (None, None, -1, -1)
+        if not (key[0] is up and key[1] is down and key[2] == up._version and key[3] == down._version):
+            s2 = self.spec.dw_min_std ** 2
+            consts = ((up - down) * 0.5, (up + down) * 0.5, (up * up + down * down) * (0.5 * s2),
+                      (down * down - up * up) * (0.5 * s2), torch.maximum(up, down))
+            self._consts = ((up, down, up._version, down._version), consts)
+        return self._consts[1]
+
+    def _constant_step(self, t: Trains, w: torch.Tensor, par: dict[str, torch.Tensor], signed: torch.Tensor,
+                       total: torch.Tensor) -> torch.Tensor:
+        """constant_step: the closed form where no clip can act, the exact scan elsewhere.
+
+        With N_up, N_down a cell's up and down pulses of the batch (``S``, ``N`` from :func:`totals`),
+        ``Δw = dwmin_up N_up - dwmin_down N_down + σ sqrt(dwmin_up² N_up + dwmin_down² N_down) ξ``:
+        one normal per cell, as the per-pulse noises of both signs add up to one Gaussian, so equal
+        in distribution to the pulses one by one while no clip acts. Used unless
+        ``max(dwmin_up, dwmin_down) N + 6.5 s`` (s: the standard deviation above) exceeds the
+        distance to the nearer bound: the walk's drift is at most ``max(dwmin) N`` and, by Lévy's
+        inequality, its noise's running sum passes 6.5 s with probability < 2 Φ(-6.5) ≈ 1e-10.
+        Those cells (only touched ones: an untouched cell has reach 0) are walked exactly: by
+        :func:`one_sided_walk` when the far bound is out of reach by the same criterion, else by
+        :func:`scan_constant_step`."""
+        sigma = self.spec.dw_min_std
+        up, down = par["dwmin_up"], par["dwmin_down"]
+        h, g, q, r, big = self._closed_form_constants(up, down)
+        new = torch.mul(h, total).addcmul_(g, signed, value=-1.0)                # mean of Δw (buffers reused:
+        if sigma > 0:                                                           # fewer fresh pages)
+            std = torch.mul(q, total).addcmul_(r, signed).clamp_(min=0.0).sqrt_()
+            noise = torch.randn(w.shape, generator=self.generator, device=w.device)
+            new.addcmul_(std, noise)
+            reach = torch.mul(big, total, out=noise).add_(std, alpha=SAFE_SIGMAS)
+            near = torch.minimum(torch.sub(par["max_bound"], w, out=std), w - par["min_bound"])
+        else:
+            reach = big * total
+            near = torch.minimum(par["max_bound"] - w, w - par["min_bound"])
+        unsafe = reach > near
+        new = new.add_(w)
+        flat = unsafe.reshape(-1).nonzero().view(-1)
+        if len(flat):
+            new = new.contiguous()
+            n_in = w.shape[-1]
+            cells = torch.stack([flat // (w.shape[-2] * n_in), flat // n_in % w.shape[-2], flat % n_in], 1)
+            w0, up, down, lo, hi, rc = (v.reshape(-1).index_select(0, flat)
+                                        for v in (w, up, down, par["min_bound"], par["max_bound"], reach))
+            rows = cell_rows(t, cells)
+            upper = hi - w0 <= w0 - lo
+            out = one_sided_walk(w0, rows, up, down, torch.where(upper, hi, lo), upper, sigma, self.generator)
+            both = rc >= torch.maximum(hi - w0, w0 - lo)                # both bounds in reach: the scan
+            if bool(both.any()):
+                k = both.nonzero().view(-1)
+                out[k] = scan_constant_step(w0[k], rows[k], up[k], down[k], lo[k], hi[k], sigma, self.generator)
+            new.view(-1).index_copy_(0, flat, out)
+        return new
 
     def _pulse_by_pulse(self, w: torch.Tensor, par: dict[str, torch.Tensor], counts: torch.Tensor,
                         direction: torch.Tensor) -> torch.Tensor:

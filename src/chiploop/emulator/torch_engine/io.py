@@ -32,6 +32,7 @@ from chiploop.devices.spec import DeviceSpec
 MAX_BM_FACTOR = 1000
 MAX_BM_RES = 0.25
 INP_BOUND = 1.0
+TINY = 1e-30
 
 
 def _res(bits: int, bound: float) -> float:
@@ -39,21 +40,24 @@ def _res(bits: int, bound: float) -> float:
     return 2.0 * bound / (2 ** bits - 2) if bits > 1 and 0 < bound < float("inf") else 0.0
 
 
-def _quantise(v: torch.Tensor, res: float) -> torch.Tensor:
-    return torch.round(v / res) * res if res > 0 else v
-
-
-def _pass(spec: DeviceSpec, M: torch.Tensor, v: torch.Tensor, scale: torch.Tensor, r_in: float, r_out: float,
-          bound: float, g: torch.Generator) -> torch.Tensor:
-    """One analog read of ``v`` scaled by ``1/scale`` (per sample): DAC, MVM, noise, ADC (not yet clipped)."""
-    x = v / scale
+def _pass(spec: DeviceSpec, M: torch.Tensor, v: torch.Tensor, inv: torch.Tensor, r_in: float, r_out: float,
+          g: torch.Generator) -> torch.Tensor:
+    """One analog read of ``v · inv`` (``inv`` per sample: 1 / (abs-max · β)): DAC, MVM, output noise,
+    ADC (not yet clipped). The DAC works in its integer steps, ``q = clip(rint(v inv / r_in), ±1/r_in)``,
+    and ``y = r_in (q M) + read_noise ξ``, so the scalings ride on the (P, B, 1) factors."""
     if r_in > 0:
-        x = torch.round(x * (1.0 / r_in)) * r_in
-    y = x.clamp(-INP_BOUND, INP_BOUND) @ M
+        lim = INP_BOUND / r_in
+        x = (v * (inv * (1.0 / r_in))).round_().clamp_(-lim, lim)
+    else:
+        x = (v * inv).clamp_(-INP_BOUND, INP_BOUND)
+    y = x @ M
     if spec.read_noise > 0:
-        y = y + spec.read_noise * torch.randn(y.shape, generator=g, device=y.device, dtype=y.dtype)
+        y = torch.randn(y.shape, generator=g, device=y.device, dtype=y.dtype).mul_(spec.read_noise).add_(
+            y, alpha=r_in if r_in > 0 else 1.0)
+    elif r_in > 0:
+        y = y.mul_(r_in)
     if r_out > 0:
-        y = torch.round(y * (1.0 / r_out)) * r_out
+        y = y.mul_(1.0 / r_out).round_().mul_(r_out)
     return y
 
 
@@ -66,11 +70,12 @@ def read(spec: DeviceSpec, W: torch.Tensor, v: torch.Tensor, g: torch.Generator,
     bound = spec.out_bound if spec.out_bound > 0 else float("inf")
     r_in, r_out = _res(spec.dac_bits, INP_BOUND), _res(spec.adc_bits, bound)
     nm = v.abs().amax(-1, keepdim=True)                 # (P, B, 1): noise management, abs-max
-    live = nm > 0
-    scale = torch.where(live, nm, torch.ones_like(nm))
-    y = _pass(spec, M, v, scale, r_in, r_out, bound, g)
+    inv = nm.clamp(min=TINY).reciprocal_()              # a sample of zeros reads 0 (v = 0, scaled by nm = 0)
+    y = _pass(spec, M, v, inv, r_in, r_out, g)
+    if bound == float("inf"):
+        return y.mul_(nm)
     out = y.clamp(-bound, bound)
-    if not transposed and bound != float("inf"):        # iterative bound management, forward only
+    if not transposed:                                  # iterative bound management, forward only
         failed = (y.abs() > bound).any(-1)              # (P, B)
         beta = 1.0
         while bool(failed.any()):
@@ -80,9 +85,9 @@ def read(spec: DeviceSpec, W: torch.Tensor, v: torch.Tensor, g: torch.Generator,
             p, b = failed.nonzero(as_tuple=True)
             M_rows = M[0] if M.shape[0] == 1 else M[p]
             v_rows = v[p, b] if M.shape[0] == 1 else v[p, b].unsqueeze(-2)
-            s_rows = scale[p, b] * beta if M.shape[0] == 1 else (scale[p, b] * beta).unsqueeze(-2)
-            y2 = _pass(spec, M_rows, v_rows, s_rows, r_in, r_out, bound, g)
+            i_rows = inv[p, b] / beta if M.shape[0] == 1 else (inv[p, b] / beta).unsqueeze(-2)
+            y2 = _pass(spec, M_rows, v_rows, i_rows, r_in, r_out, g)
             y2 = y2 if M.shape[0] == 1 else y2.squeeze(-2)
             out[p, b] = y2.clamp(-bound, bound) * beta
             failed = torch.zeros_like(failed).index_put((p, b), (y2.abs() > bound).any(-1))
-    return torch.where(live, out * scale, torch.zeros_like(out))
+    return out.mul_(nm)
