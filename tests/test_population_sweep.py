@@ -25,6 +25,8 @@ def test_runs_are_grouped_when_they_differ_only_in_seed(tmp_path):
     torch_dev = {"preset": "constant-step", "engine": "torch"}
     data = [{"device": torch_dev, "lr": lr, "seed": s} for lr in (0.1, 0.3) for s in (0, 1)]
     data += [{"device": {**torch_dev, "construction_seed": 5 + s}, "lr": 0.2, "seed": s} for s in (0, 1)]
+    data += [{"device": {**torch_dev, "w_bound_dtod": 0.1 * s}, "lr": 0.5, "seed": s} for s in (0, 1)]  # drawn field
+    data += [{"device": {**torch_dev, "dw_min": 0.001 * (s + 1)}, "lr": 0.6, "seed": s} for s in (0, 1)]  # per step: single
     data += [{"device": torch_dev, "lr": 0.4, "seed": 0}]                                     # alone: single
     data += [{"device": torch_dev, "rule": "sign_symmetry", "seed": s} for s in (0, 1)]         # rule: single
     data += [{"device": "constant-step", "seed": s} for s in (0, 1)]                           # aihwkit: single
@@ -32,7 +34,7 @@ def test_runs_are_grouped_when_they_differ_only_in_seed(tmp_path):
     specs = dict(by_hash(experiment_from_data(d) for d in data))
     items = jobs(specs, list(specs), tmp_path)
     populations = [item for item in items if is_population(item)]
-    assert sorted(len(members(p)) for p in populations) == [2, 2, 2]
+    assert sorted(len(members(p)) for p in populations) == [2, 2, 2, 2]
     for p in populations:
         runs = [experiment_from_data(d) for d, _ in members(p)]
         assert len({(r.lr, r.rule.name) for r in runs}) == 1 and len({r.seed for r in runs}) == len(runs)

@@ -6,6 +6,7 @@ import statistics
 
 import numpy as np
 import pytest
+import torch
 
 import chiploop.api as cl
 from chiploop.experiments.population import train_population
@@ -103,3 +104,31 @@ def test_members_must_differ_only_in_seed():
         train_population(specs, progress=False)
     with pytest.raises(SpecError, match="distinct seeds"):
         cl.train_population(base(), [1, 1], progress=False)
+
+
+def test_members_may_differ_in_the_device_fields_drawn_at_creation(tmp_path):
+    """Bounds and device-to-device spreads act only when the devices are drawn: members that differ in
+    them share one program, and each member's devices are exactly its single run's draws."""
+    from chiploop.emulator.ledger import unwrap
+    from chiploop.emulator.population import PopulationChip
+    from chiploop.experiments.train import Run
+
+    devices = [{**TORCH_DEVICE, "w_bound_dtod": 0.0, "construction_seed": 7},
+               {**TORCH_DEVICE, "w_bound_dtod": 0.4, "w_max": 0.8, "dw_min_dtod": 0.5, "construction_seed": 7},
+               {**TORCH_DEVICE, "corrupt_devices_prob": 0.2, "up_down_dtod": 0.1, "construction_seed": 9}]
+    specs = [experiment_from_data(base(device=d, seed=s, epochs=1)) for s, d in enumerate(devices)]
+    runs = [Run.build(s) for s in specs]
+    stacked = PopulationChip.stack([run.network.chip for run in runs])
+    for name in stacked.crossbars:
+        pop = unwrap(stacked.crossbars[name])
+        for p, run in enumerate(runs):
+            single = unwrap(run.network.chip.crossbars[name])
+            for key, value in single.par.items():
+                assert torch.equal(pop.par[key][p], value[0]), (name, p, key)
+    assert unwrap(stacked.crossbars["layer0"]).par["max_bound"][0].std() < 1e-6 < \
+        unwrap(stacked.crossbars["layer0"]).par["max_bound"][1].std()          # the draws do differ
+    results = train_population(specs, progress=False)
+    assert all(r.final["test_acc"] > 0.1 for r in results)
+    with pytest.raises(SpecError, match="differ only in seed and the device fields"):   # a per-step scalar
+        train_population([specs[0], experiment_from_data(base(device={**TORCH_DEVICE, "dw_min": 0.002}, seed=5))],
+                         progress=False)

@@ -25,6 +25,7 @@ from chiploop.emulator.chip import Chip, LayerSignal
 from chiploop.emulator.ideal import IdealCrossbar
 from chiploop.emulator.ledger import unwrap
 from chiploop.emulator.torch_engine.crossbar import TorchCrossbar
+from chiploop.emulator.torch_engine.devices import DRAWN_FIELDS
 
 
 @dataclass(eq=False)
@@ -97,14 +98,14 @@ def _stack(crossbars: Sequence):
 
 
 def stack_torch(crossbars: Sequence[TorchCrossbar]) -> TorchCrossbar:
-    """``TorchCrossbar.stack`` of crossbars whose device specs may differ in ``construction_seed``
-    alone (it acts only when the devices are drawn, at ``create``; the members keep their own
-    draws): the first member's spec stands for all."""
+    """``TorchCrossbar.stack`` of crossbars whose device specs may differ in the fields the engine
+    reads only when it draws the devices (:data:`~chiploop.emulator.torch_engine.devices.DRAWN_FIELDS`:
+    ``construction_seed``, the bounds and the device-to-device spreads; they act at ``create``, and
+    the members keep their own draws): the first member's spec stands for all."""
     first = crossbars[0].spec
-    if any(c.spec.construction_seed != first.construction_seed for c in crossbars):
-        crossbars = [TorchCrossbar(first, c.W, c.par, c.generator, c.seed, c.persistent, c.clones)
-                     if replace(c.spec, construction_seed=first.construction_seed) == first else c
-                     for c in crossbars]
+    same = {f: getattr(first, f) for f in DRAWN_FIELDS}
+    crossbars = [TorchCrossbar(first, c.W, c.par, c.generator, c.seed, c.persistent, c.clones)
+                 if c.spec != first and replace(c.spec, **same) == first else c for c in crossbars]
     return TorchCrossbar.stack(list(crossbars))
 
 

@@ -1,5 +1,6 @@
-"""Train a population of small chips in one process: P runs that differ only in ``seed`` (and the
-device's ``construction_seed``) advance as one tensor program with a leading axis P
+"""Train a population of small chips in one process: P runs that differ only in ``seed`` and in the
+device fields drawn once at creation (``construction_seed``, bounds, device-to-device spreads,
+stuck-device probability) advance as one tensor program with a leading axis P
 (docs/torch_engine.md, Populations).
 
 Member p is built exactly as :meth:`Run.build` builds the single run of its spec (one generator
@@ -36,6 +37,7 @@ from tqdm import tqdm
 
 from chiploop.emulator.ledger import MeteredCrossbar
 from chiploop.emulator.population import PopulationChip, metered_population
+from chiploop.emulator.torch_engine.devices import DRAWN_FIELDS
 from chiploop.experiments.results import Result
 from chiploop.experiments.spec import ExperimentSpec
 from chiploop.experiments.train import DIVERGED, Run
@@ -48,11 +50,16 @@ POPULATION_RULE_NAMES = ("backprop", "feedback_alignment", "direct_feedback_alig
 
 def member_key(spec: ExperimentSpec) -> dict:
     """The spec as plain data without what may differ inside one population: ``seed``, ``name`` and
-    ``device.construction_seed``."""
+    the device fields read only when the devices are drawn (``construction_seed``, ``w_max``,
+    ``w_min``, ``w_bound_dtod``, ``dw_min_dtod``, ``up_down_dtod``, ``corrupt_devices_prob``:
+    :data:`~chiploop.emulator.torch_engine.devices.DRAWN_FIELDS`)."""
     data = spec.to_dict()
     data.pop("seed", None)
     data.pop("name", None)
-    data.get("device", {}).pop("construction_seed", None)
+    device = data.get("device", {})
+    if isinstance(device, dict):
+        for field in DRAWN_FIELDS:
+            device.pop(field, None)
     return data
 
 
@@ -87,7 +94,8 @@ def check_population(specs: Sequence[ExperimentSpec]) -> None:
     key = member_key(specs[0])
     for s in specs[1:]:
         if member_key(s) != key:
-            raise SpecError("population", s.name, "runs whose specs differ only in seed and device.construction_seed")
+            raise SpecError("population", s.name,
+                            f"runs whose specs differ only in seed and the device fields {', '.join(DRAWN_FIELDS)}")
 
 
 def train_population(specs: Sequence[ExperimentSpec], out_dirs: Sequence[str | Path | None] | None = None,

@@ -92,6 +92,14 @@ def granularity(spec: DeviceSpec) -> float:
     return spec.dw_min
 
 
+# DeviceSpec fields the torch engine reads only when it draws the devices (:func:`populate`, at a
+# crossbar's creation): chips whose specs differ only in these may share one population program
+# (each member keeps its own draws; every per-step scalar — dw_min, dw_min_std, up_down, desired_bl,
+# noise, DAC/ADC, bounds of the read — is then the same for all).
+DRAWN_FIELDS = ("construction_seed", "w_max", "w_min", "w_bound_dtod", "dw_min_dtod", "up_down_dtod",
+                "corrupt_devices_prob")
+
+
 def populate(spec: DeviceSpec, shape: tuple[int, ...], g: torch.Generator, device: torch.device | str = "cpu",
              dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Device-to-device draws of ``shape`` cells (hidden parameters named as aihwkit names them), in

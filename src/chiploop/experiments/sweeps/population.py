@@ -7,8 +7,10 @@ How a study decides (:func:`jobs`), over the runs it still has to do:
   feedback_alignment or direct_feedback_alignment; no decorrelation, injection, probes, curvature,
   inference deployment or remote chip) **and** its device runs on ``engine: torch`` (ideal-chip
   runs are cheap and stay single runs, as every aihwkit run does);
-* eligible runs whose resolved specs are equal apart from ``seed``, ``name`` and
-  ``device.construction_seed`` (:func:`~chiploop.experiments.population.member_key`) form one group,
+* eligible runs whose resolved specs are equal apart from ``seed``, ``name`` and the device fields
+  the engine reads only when it draws the devices (``construction_seed``, ``w_max``, ``w_min``,
+  ``w_bound_dtod``, ``dw_min_dtod``, ``up_down_dtod``, ``corrupt_devices_prob``;
+  :func:`~chiploop.experiments.population.member_key`) form one group,
   cut into populations of at most :data:`MAX_MEMBERS`; a group of one is a single run;
 * everything else is a single run, as before.
 
