@@ -6,7 +6,8 @@ and wall time per epoch.
 Rows per sample: sym_stdp counts what it sent (its report: STDP rows with a spike, plus synaptic scaling's
 column updates); the surrogate-gradient walk sends every (time step, sample) row to both crossbars, 2 T.
 
-Run: ``PYTHONPATH=src .venv/bin/python experiments/snn_table.py runs/snn runs/snn-devices``
+Run: ``PYTHONPATH=src .venv/bin/python experiments/snn_table.py runs/snn runs/snn-devices [RUN_DIR ...]``
+(suite directories of ``chiploop demo`` or single run directories of ``chiploop run --out``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def row(run_dir: Path) -> dict:
 def main(dirs: list[str]) -> None:
     groups: dict[str, list[dict]] = {}
     for d in dirs:
-        for run_dir in sorted(Path(d).glob("runs/*/")):
+        found = [Path(d)] if (Path(d) / "result.json").exists() else sorted(Path(d).glob("runs/*/"))
+        for run_dir in found:  # a suite's directory, or one run's (chiploop run --out DIR)
             if (run_dir / "result.json").exists():
                 r = row(run_dir)
                 groups.setdefault(r["name"], []).append(r)

@@ -217,9 +217,10 @@ RULE_DB: tuple[RuleInfo, ...] = (
     RuleInfo(  # synaptic scaling reads the weights in before(), not in signals()
         "sym_stdp", deterministic=False, unbiased=False, transposed_reads=False, reads_weights=False,
         feedback_crossbars=False,
-        variants=({"target_in": None, "target_out": None, "a_post": 0.5, "tau": 5.0},),
+        variants=({"target_in": None, "target_out": None, "a_post": 0.5, "tau": 5.0}, {"anneal": 1.0}),
         bad_options=(({"tau": 0}, "tau"), ({"teacher_rate": 2000.0}, "teacher_rate"),
-                     ({"target_in": -1.0}, "target_in"), ({"window": "asymmetric"}, "window"))),
+                     ({"target_in": -1.0}, "target_in"), ({"window": "asymmetric"}, "window"),
+                     ({"anneal": 0.0}, "anneal"))),
 )
 
 BY_NAME: dict[str, RuleInfo] = {info.name: info for info in RULE_DB}

@@ -133,6 +133,44 @@ def test_out_rate_scales_the_output_layer_stdp_only():
     assert any(s.name == "W_out" and len(s.d) and s.d.abs().sum() > 0 for s in sig_a)
 
 
+@pytest.mark.parametrize("fraction", [1.0, 0.25, 0.0])
+def test_anneal_weights_scaling_and_threshold_by_the_scheduled_lr(fraction):
+    """With ``anneal: η₀`` scaling and θ move by ``lr / η₀`` of their full step (exact on the ideal chip);
+    STDP's own rows are unchanged; ``anneal: null`` is today's full step whatever the lr."""
+    eta0 = 0.002
+    gen = torch.Generator().manual_seed(3)
+    x, y = spike_batch(gen, rate=0.3)
+    full, ann = SymSTDP(target_in=2.0, target_out=5.0), SymSTDP(target_in=2.0, target_out=5.0, anneal=eta0)
+    nets = {}
+    for key, rule in (("full", full), ("ann", ann)):
+        net = snn(hidden=16, seed=1, r_m=300.0)
+        net.chip.biases["W_in"].copy_(torch.linspace(0.0, 3.0, 16))
+        w0 = {k: v.clone() for k, v in net.chip.weights().items()}
+        theta0 = {k: v.clone() for k, v in net.chip.biases.items()}
+        state = rule.init(net, torch.Generator().manual_seed(1))
+        early, state = rule.before(net, state)
+        net.chip.apply(early, 123.0 if key == "full" else eta0 * fraction)
+        scaled = {k: v - w0[k] for k, v in net.chip.weights().items()}
+        with torch.no_grad():
+            trace = net.unroll(x)
+        signals, _ = rule.signals(net, trace, (x, y), Loss("cross_entropy"), state)
+        before = {k: v.clone() for k, v in net.chip.biases.items()}
+        net.chip.apply([s for s in signals if not len(s.x)], 123.0 if key == "full" else eta0 * fraction)
+        nets[key] = (scaled, {k: v - before[k] for k, v in net.chip.biases.items()},
+                     [s for s in signals if len(s.x)], theta0)
+    (sc_f, th_f, stdp_f, _), (sc_a, th_a, stdp_a, _) = nets["full"], nets["ann"]
+    for name in ("W_in", "W_out"):
+        assert torch.allclose(sc_a[name], fraction * sc_f[name], atol=1e-6)
+    if fraction == 1.0:
+        for name in ("W_in", "W_out"):
+            assert torch.allclose(th_a[name], th_f[name], atol=1e-6)
+        for a, b in zip(stdp_f, stdp_a):
+            assert torch.equal(a.x, b.x) and torch.equal(a.d, b.d) and a.lr is None and b.lr is None
+    if fraction == 0.0:
+        assert all(torch.equal(v, torch.zeros_like(v)) for v in th_a.values())
+    assert any(v.abs().sum() > 0 for v in th_f.values())
+
+
 def test_dynamic_threshold_rises_per_spike_and_decays():
     theta = torch.tensor([0.0, 1.0, 2.0])
     counts = torch.tensor([3.0, 0.0, 1.0])

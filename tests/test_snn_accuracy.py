@@ -1,10 +1,8 @@
 """Accuracy floors of the spiking network on spike_digits (experiments/snn_rules.yaml: dt 1 ms, 20 epochs),
 mean of seeds 0-2 on the ideal chip (issue 13): the surrogate-gradient walk (rule backprop; 50 ms
 presentations, 100 hidden LIF neurons) >= 0.90, supervised symmetric STDP (100 ms presentations, 400 hidden
-LIF neurons, readout count+current) >= 0.80. docs/results.md (seed 003) has the measured numbers.
-
-The STDP floor is not reached yet (0.761 ± 0.065): it runs as a strict xfail, so the day it holds the test
-says so."""
+LIF neurons, readout count+current, scaling and threshold annealed with the lr schedule) >= 0.80.
+docs/results.md (seed 003) has the measured numbers."""
 
 import statistics
 from pathlib import Path
@@ -16,7 +14,6 @@ from chiploop.specs import from_mapping, load_yaml
 
 SUITE = Path(__file__).resolve().parents[1] / "experiments" / "snn_rules.yaml"
 FLOORS = {"backprop@ideal": 0.90, "sym_stdp@ideal": 0.80}
-BELOW = {"sym_stdp@ideal": "measured below the floor (docs/results.md, seed 003)"}
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +26,6 @@ def accuracy(tmp_path_factory) -> dict[str, float]:
     return {name: statistics.mean(r.final["test_acc"] for r in results) for name, results in groups.items()}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BELOW[n]))
-                                  if n in BELOW else n for n in sorted(FLOORS)])
+@pytest.mark.parametrize("name", sorted(FLOORS))
 def test_snn_floor(accuracy, name):
     assert accuracy[name] >= FLOORS[name], accuracy

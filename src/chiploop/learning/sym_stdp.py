@@ -56,19 +56,24 @@ def stdp_rows(pre: torch.Tensor, post: torch.Tensor, a_pre: float, a_post: float
     return x[keep], d[keep]
 
 
-def scaling_signals(network: Network, name: str, target: float) -> LayerSignal:
+def scaling_signals(network: Network, name: str, target: float, lr_full: float | None = None) -> LayerSignal:
     """Synaptic scaling of crossbar ``name``: every neuron's incoming weights (a row of ``W``) scaled to
     sum to ``target``, on a chip: read ``Ŵ`` (``read_weights``: forward reads of the columns), then one
     pulsed update per input column (``x = e_j``, ``d_j = -ΔW[:, j]``, lr 1)::
 
         ΔW = Ŵ ⊙ (target / Σ_j Ŵ_ij - 1)    (rows with Σ_j Ŵ_ij ≤ 0 left alone)
+
+    With ``lr_full`` the signal is sent at the run's scheduled lr with ``d`` divided by ``lr_full``: the
+    step is ``(lr / lr_full) ΔW``, all of it while ``lr = lr_full`` and none once the schedule reaches 0.
     """
     W = network.chip.crossbars[name].read_weights()
     sums = W.sum(1, keepdim=True)
     factor = torch.where(sums > 0, target / sums.clamp(min=1e-12), torch.ones_like(sums))
     delta = W * (factor - 1)                                                  # (out, in)
     eye = torch.eye(W.shape[1], dtype=W.dtype)
-    return LayerSignal(name, eye, -delta.T.contiguous(), lr=1.0, bias_grad=torch.zeros(W.shape[0], dtype=W.dtype))
+    d = -delta.T.contiguous() if lr_full is None else -delta.T.contiguous() / lr_full
+    return LayerSignal(name, eye, d, lr=1.0 if lr_full is None else None,
+                       bias_grad=torch.zeros(W.shape[0], dtype=W.dtype))
 
 
 def threshold_step(theta: torch.Tensor, counts: torch.Tensor, theta_plus: float, decay: float) -> torch.Tensor:
@@ -99,6 +104,12 @@ class SymSTDP(LearningRule):
     ``target_out`` (a read, then one pulsed update per input column: its cost is in :meth:`report`).
     Each signal also moves the dynamic thresholds θ (the chip's digital parameters beside ``W_in`` and
     ``W_out``) by :func:`threshold_step`.
+
+    Scaling and θ act in full at every step (``anneal: null``), whatever the lr schedule does to STDP; with
+    ``anneal: η₀`` (the run's initial lr) both act with weight ``lr(t) / η₀``, so they fade with the schedule
+    and the network settles as the cosine takes lr to 0::
+
+        ΔW_scaling = (lr / η₀) Ŵ ⊙ (target / Σ_j Ŵ_ij - 1),    Δθ = (lr / η₀) [θ (decay - 1) + θ⁺ Σ_b n_b]
     """
 
     networks: ClassVar[tuple[str, ...]] = ("snn",)
@@ -124,6 +135,10 @@ class SymSTDP(LearningRule):
                                        low=0.0, high=100.0)
     tau_theta: float = spec_field(1e4, doc="decay time constant of θ", unit="ms", low=0.0, high=1e9,
                                   low_open=True)
+    anneal: float | None = spec_field(None, doc="lr at which synaptic scaling and the dynamic threshold act in "
+                                      "full: they act with weight lr / anneal, fading with the schedule (set "
+                                      "it to the run's lr; null: always in full)", low=0.0, high=1e3,
+                                      low_open=True)
 
     def init(self, network: Network, generator: torch.Generator) -> dict[str, Any]:
         return {"generator": own_generator(generator), "samples": 0, "stdp_rows": 0, "scaling_rows": 0,
@@ -131,7 +146,7 @@ class SymSTDP(LearningRule):
 
     def before(self, network: Network, state: dict[str, Any]) -> tuple[list[LayerSignal], dict[str, Any]]:
         """Synaptic scaling before the batch: one read of each scaled crossbar and its pulsed correction."""
-        signals = [scaling_signals(network, name, target)
+        signals = [scaling_signals(network, name, target, self.anneal)
                    for name, target in (("W_in", self.target_in), ("W_out", self.target_out)) if target is not None]
         state = dict(state)
         state["scaling_rows"] += sum(len(s.x) for s in signals)
@@ -169,8 +184,9 @@ class SymSTDP(LearningRule):
             signals.append(LayerSignal(name, x, d, bias_grad=torch.zeros(post.shape[2], dtype=dtype)))
             theta = network.chip.biases[name]
             step = threshold_step(theta.to(dtype), fired.sum((0, 1)), plus, decay)
-            signals.append(LayerSignal(name, x.new_zeros(0, x.shape[1]), d.new_zeros(0, d.shape[1]), lr=1.0,
-                                       bias_grad=-step))
+            full = 1.0 if self.anneal is None else self.anneal
+            signals.append(LayerSignal(name, x.new_zeros(0, x.shape[1]), d.new_zeros(0, d.shape[1]),
+                                       lr=1.0 if self.anneal is None else None, bias_grad=-step / full))
             state["stdp_rows"] += len(x)
         state["samples"] += size
         state["spikes"] += float(st["s_h"].sum() + st["s_o"].sum())
