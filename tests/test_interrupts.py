@@ -21,6 +21,12 @@ from chiploop.experiments.sweeps.lock import DirectoryBusy, exclusive
 from chiploop.experiments.sweeps.runner import OUTCOME
 
 CLI = [sys.executable, "-m", "chiploop.experiments.cli"]
+
+
+def _as_from_a_terminal() -> None:
+    """SIGINT as a terminal's Ctrl-C finds it: a shell starts background jobs (``make test &``,
+    ``nohup ... &``) with SIGINT ignored, and the child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 DEADLINE = 300  # seconds: a bound on a hung process, never a speed check
 
 # a run of many quick epochs: the bar shows each one, and the interrupt lands mid-training
@@ -77,7 +83,7 @@ def _lines(stderr: str) -> list[str]:
 def test_an_interrupted_run_keeps_its_finished_epochs(spec_file, tmp_path, sig):
     out = tmp_path / "run"
     proc = subprocess.Popen([*CLI, "run", str(spec_file(RUN)), "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=tmp_path)
+                            stderr=subprocess.PIPE, cwd=tmp_path, preexec_fn=_as_from_a_terminal)
     err, stdout = Reader(proc.stderr), Reader(proc.stdout)
     _wait(proc, lambda: "| 3/400" in err.text() or "| 4/400" in err.text())  # the bar, after 3 epochs or more
     proc.send_signal(sig)
@@ -101,7 +107,8 @@ def test_an_interrupted_run_keeps_its_finished_epochs(spec_file, tmp_path, sig):
 def test_an_interrupted_sweep_commits_every_finished_run_and_leaves_no_process(spec_file, tmp_path, sig):
     path, out = spec_file(SWEEP), tmp_path / "sweep"
     command = [*CLI, "sweep", str(path), "--out", str(out), "--workers", "2", "--quiet"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            preexec_fn=_as_from_a_terminal)
     err, stdout = Reader(proc.stderr), Reader(proc.stdout)
     _wait(proc, lambda: len(ledger_rows(out / "ledger.sqlite")) >= 2)
     workers = children(proc.pid)
