@@ -1,7 +1,7 @@
 """Seed 000 at full batch: Ghosh et al. (2023) Fig. 1 at our scale, and where two analog devices sit on its map.
 
     PYTHONPATH=src .venv/bin/python experiments/ghosh_fullbatch.py [--widths 16 64 256]
-        [--biases 0 1e-3 1e-2] [--sigmas 0 0.1 1 10 100] [--seeds 5] [--lr 0.5]
+        [--biases 0 1e-8 1e-6 1e-4 1e-3 1e-2] [--sigmas 0 1e-3 1e-2 0.1 1 3 10 100] [--seeds 5] [--lr 0.5]
         [--steps 200] [--train-points 200] [--dw-mins 0.001 0.01] [--out runs/ghosh_fullbatch]
         [--plots docs] [--workers N | --scheduler ADDRESS]
 
@@ -222,8 +222,8 @@ def heatmaps(cells: dict, devices: list[dict], biases: list[float], sigmas: list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", nargs="+", type=int, default=[16, 64, 256])
-    parser.add_argument("--biases", nargs="+", type=float, default=[0.0, 1e-3, 1e-2])
-    parser.add_argument("--sigmas", nargs="+", type=float, default=[0.0, 0.1, 1.0, 10.0, 100.0])
+    parser.add_argument("--biases", nargs="+", type=float, default=[0.0, 1e-8, 1e-6, 1e-4, 1e-3, 1e-2])
+    parser.add_argument("--sigmas", nargs="+", type=float, default=[0.0, 1e-3, 1e-2, 0.1, 1.0, 3.0, 10.0, 100.0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--steps", type=int, default=200, help="full-batch steps (= epochs)")
