@@ -141,7 +141,13 @@ def test_pcm_drift_without_compensation_does_not_improve_accuracy(constant_step_
     assert run.spec.device.inference.noise_model == "pcm"
     rows = evaluate_over_time(run.network, run.task, run.spec.device, times=(1, 3600, YEAR), repeats=3,
                               generator=torch.Generator().manual_seed(1))
-    assert mean_acc(rows, YEAR, "none") <= mean_acc(rows, 1.0, "none")
+    # a year of uncompensated drift does not improve accuracy beyond the repeats' noise: the
+    # difference of the two means within 3 standard errors (3 repeats each; the programming and read
+    # noise of each repeat spread the accuracy by about 0.01-0.02)
+    late, early = (np.array([r["test_acc"] for r in rows if r["time_s"] == t and r["compensation"] == "none"])
+                   for t in (YEAR, 1.0))
+    se = np.sqrt(late.var(ddof=1) / len(late) + early.var(ddof=1) / len(early))
+    assert late.mean() <= early.mean() + 3 * max(se, 0.005), (late, early)
     assert mean_acc(rows, 1.0, "none") > 0.6
     summary = summarise(rows)
     assert [(s["time_s"], s["compensation"]) for s in summary] == [
