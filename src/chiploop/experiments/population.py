@@ -25,7 +25,6 @@ its history up to there (status ``diverged``) while the others train on.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -40,7 +39,7 @@ from chiploop.emulator.population import PopulationChip, metered_population
 from chiploop.emulator.torch_engine.devices import DRAWN_FIELDS
 from chiploop.experiments.results import Result
 from chiploop.experiments.spec import ExperimentSpec
-from chiploop.experiments.train import DIVERGED, Run
+from chiploop.experiments.train import Run, diverged
 from chiploop.experiments.weights import save_weights
 from chiploop.learning.population import POPULATION_NETWORKS, PopulationLoss, population_step
 from chiploop.specs import SpecError
@@ -141,8 +140,7 @@ def train_population(specs: Sequence[ExperimentSpec], out_dirs: Sequence[str | P
             row["wall_s"] = time.perf_counter() - start
             if status[p] == "ok":
                 histories[p].append(row)
-                if epoch and (not math.isfinite(row["train_loss"])
-                              or row["train_loss"] > DIVERGED * histories[p][0]["train_loss"]):
+                if epoch and diverged(row, histories[p][0]):
                     status[p] = "diverged"
 
     try:

@@ -137,6 +137,12 @@ def experiment_rule(spec: ExperimentSpec) -> LearningRule:
 DIVERGED = 100.0  # a training loss this many times the untrained one ends the run as diverged
 
 
+def diverged(row: dict, first: dict) -> bool:
+    """Whether an epoch's ``row`` ends the run as diverged: a non-finite training loss, or one over
+    ``DIVERGED`` times that of the untrained chip (``first``, the epoch-0 row)."""
+    return not math.isfinite(row["train_loss"]) or row["train_loss"] > DIVERGED * first["train_loss"]
+
+
 def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: bool = True,
           on_epoch: Callable[[dict], None] | None = None) -> Result:
     """Train ``spec`` to the end (or until the loss diverges); write the run dir if ``out_dir``.
@@ -173,7 +179,7 @@ def train(spec: ExperimentSpec, out_dir: str | Path | None = None, progress: boo
                 bar.refresh()
                 if on_epoch is not None:
                     on_epoch(row)
-                if not math.isfinite(row["train_loss"]) or row["train_loss"] > DIVERGED * history[0]["train_loss"]:
+                if diverged(row, history[0]):
                     status = "diverged"
                     break
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI: keep the finished epochs
