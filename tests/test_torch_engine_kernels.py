@@ -109,7 +109,7 @@ def test_sixteen_bit_trains_fire_with_the_quantised_probability():
     se = (want * (1 - want) / n).sqrt()
     assert rate[0] == 0.0
     assert ((rate - want).abs() <= 5 * se + 1e-12).all(), (rate, want)
-    words = u.view(-1)[: 1 << 20].long()
+    words = u.reshape(-1)[: 1 << 20].long()
     assert abs(words.float().mean()) < 5 * 18918 / 1024 and words.min() == -32768 and words.max() == 32767
 
 
@@ -148,8 +148,8 @@ def test_one_sided_walk_equals_pulse_by_pulse_while_the_far_bound_is_out_of_reac
     w = torch.where(upper, par["max_bound"] - 0.05, par["min_bound"] + 0.05)     # near one bound, far from the other
     w[:4] = torch.where(upper[:4], par["max_bound"][:4], par["min_bound"][:4])
     xi = torch.randn(K, R, generator=g)
-    out = one_sided_walk(w, seq, par["dwmin_up"], par["dwmin_down"],
-                         torch.where(upper, par["max_bound"], par["min_bound"]), upper, spec.dw_min_std, g, xi)
+    out = one_sided_walk(w, seq, par["dwmin_up"], par["dwmin_down"], par["min_bound"], par["max_bound"], upper,
+                         spec.dw_min_std, g, xi)
     ref = w.clone()
     for r in range(R):
         ref = devices.pulse(spec, ref, seq[:, r], par, g, xi[:, r])

@@ -33,7 +33,7 @@ from chiploop.lazy import torch
 
 from chiploop.devices.spec import DeviceSpec
 from chiploop.emulator.torch_engine import devices, io
-from chiploop.emulator.torch_engine.pulses import Trains, cell_rows, per_sample, totals, trains
+from chiploop.emulator.torch_engine.pulses import Trains, line_rows, per_sample, totals, trains
 
 # closed-form constant-step update only for cells whose pulse path stays inside the bounds but with
 # probability < 2 Φ(-6.5) ≈ 1e-10: drift at most n·dwmin, Gaussian noise partial sums bounded by the
@@ -135,28 +135,29 @@ def compact(seq: torch.Tensor) -> torch.Tensor:
     return packed.scatter_(1, torch.where(live, pos - 1, size), seq)[:, :size]
 
 
-def one_sided_walk(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, down: torch.Tensor, bound: torch.Tensor,
-                   upper: torch.Tensor, sigma: float, generator: torch.Generator,
+def one_sided_walk(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, down: torch.Tensor, lo: torch.Tensor,
+                   hi: torch.Tensor, upper: torch.Tensor, sigma: float, generator: torch.Generator,
                    xi: torch.Tensor | None = None) -> torch.Tensor:
     """K constant-step cells through the pulses ``seq`` (K, R) in {+1, -1, 0 (none)}, clipped after
-    every pulse at one bound only: ``bound`` (K,) from above where ``upper``, from below elsewhere.
-    With ``a_t = s_t dwmin_s (1 + σ ξ_t)`` and ``S_k = Σ_{t<=k} a_t`` (Lindley's recursion for
-    ``w_t = min(w_{t-1} + a_t, u)``):
+    every pulse at one bound only: ``hi`` (K,) from above where ``upper``, ``lo`` from below
+    elsewhere. With ``a_t = s_t dwmin_s (1 + σ ξ_t)`` and ``S_k = Σ_{t<=k} a_t`` (Lindley's
+    recursion for ``w_t = min(w_{t-1} + a_t, u)``):
 
-        w_R = min(w_0 + S_R, u + S_R - max_{k: a pulse} S_k),
+        w_R = min(w_0 + S_R, u + S_R - max_{k: a pulse} S_k) = S_R + min(w_0, u - max_k S_k),
 
-    and the mirror image at a lower bound. Exact whenever the other bound is out of reach.
+    and at a lower bound ``w_R = S_R + max(w_0, l - min_k S_k)``. The max (min) may run over every
+    row: a row without a pulse repeats the sum of the pulse before it, or is 0 before the first, and
+    a 0 changes nothing as ``l <= w_0 <= u``. Exact whenever the other bound is out of reach.
     ``xi`` (K, R): the noise of each row's pulse (drawn when not given)."""
     if xi is None:
         xi = torch.randn(seq.shape, generator=generator, device=seq.device)
-    flip = torch.where(upper, 1.0, -1.0)                                   # work on -w at a lower bound
-    a = torch.where(seq > 0, (up * flip).unsqueeze(1), (down * flip).unsqueeze(1)).mul_(seq)
+    a = torch.where(seq > 0, up.unsqueeze(1), down.unsqueeze(1)).mul_(seq)
     if sigma > 0:
-        a.mul_(xi.mul(sigma).add_(1.0))
+        a.addcmul_(a, xi, value=sigma)                                     # a (1 + σ ξ)
     S = a.cumsum(1)
-    last = S[:, -1].clone()                                               # before the fill below
-    peak = S.masked_fill_(seq == 0, -float("inf")).amax(1)                 # -inf: no pulse, no clip
-    return flip * torch.minimum(flip * w + last, flip * bound + last - peak)
+    top = torch.minimum(w, torch.sub(hi, S.amax(1)))
+    bottom = torch.maximum(w, torch.sub(lo, S.amin(1)))
+    return torch.where(upper, top, bottom).add_(S[:, -1])
 
 
 @dataclass(eq=False)
@@ -171,6 +172,7 @@ class TorchCrossbar:
     persistent: torch.Tensor | None = None  # (P, out, in) persistent weights (write-noise devices)
     clones: int = field(default=0)
     _consts: tuple = field(default=(), repr=False, compare=False)   # per-cell constants of the closed form
+    _line_tables: dict = field(default_factory=dict, repr=False, compare=False)   # cell -> its two lines, per shape
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -239,8 +241,12 @@ class TorchCrossbar:
         d, _ = self._cast(d)
         size = self.spec.tile_size
         out_size, in_size = self.shape
-        for r in _blocks(out_size, size):
-            for c in _blocks(in_size, size):
+        rows, cols = _blocks(out_size, size), _blocks(in_size, size)
+        if len(rows) == 1 and len(cols) == 1:
+            self._update_block(rows[0], cols[0], x, d, lr)
+            return
+        for r in rows:
+            for c in cols:
                 self._update_block(r, c, x[..., c], d[..., r], lr)
 
     def _update_block(self, r: slice, c: slice, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
@@ -274,17 +280,37 @@ class TorchCrossbar:
             noise = self.write_noise * torch.randn(w.shape, generator=self.generator, device=w.device)
             self.W[:, r, c] = torch.where(total > 0, w + noise, self.W[:, r, c])
 
-    def _closed_form_constants(self, up: torch.Tensor, down: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _closed_form_constants(self, par: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Per-cell constants of the constant-step closed form, computed once per device state
-        (kept while ``up`` and ``down`` are the same tensors, unmodified): with ``N_up = (N - S)/2``,
-        ``N_down = (N + S)/2``, mean ``h N - g S``, variance ``q N + r S``, reach ``max(up, down) N``."""
-        key = self._consts[0] if self._consts else (None, None, -1, -1)
-        if not (key[0] is up and key[1] is down and key[2] == up._version and key[3] == down._version):
+        (kept while ``dwmin_up``, ``dwmin_down`` and the bounds are the same tensors, unmodified):
+        with ``N_up = (N - S)/2``, ``N_down = (N + S)/2``, mean ``h N - g S``, variance ``q N + r S``,
+        reach ``max(up, down) N``; the table (5, cells) of up, down, min and max bound and their
+        midpoint that the walks gather from; the smallest half range of any cell."""
+        ts = (par["dwmin_up"], par["dwmin_down"], par["min_bound"], par["max_bound"])
+        key = tuple((id(v), v._version) for v in ts)
+        if not self._consts or self._consts[0] != key:
+            up, down, lo, hi = ts
             s2 = self.spec.dw_min_std ** 2
+            half = (hi - lo) * 0.5
             consts = ((up - down) * 0.5, (up + down) * 0.5, (up * up + down * down) * (0.5 * s2),
-                      (down * down - up * up) * (0.5 * s2), torch.maximum(up, down))
-            self._consts = ((up, down, up._version, down._version), consts)
+                      (down * down - up * up) * (0.5 * s2), torch.maximum(up, down),
+                      torch.stack([v.reshape(-1) for v in (up, down, lo, hi, lo + half)]),
+                      float(half.min()) if half.numel() else 0.0)
+            self._consts = (key, consts, ts)                                 # ts: keeps the ids alive
         return self._consts[1]
+
+    def _lines_of(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """For each cell of a (P, out, in) block (row-major), its output line ``p C + in + i`` and its
+        input line ``p C + j`` in the trains (C = in + out): (2, P out in), kept per shape."""
+        table = self._line_tables.get(shape)
+        if table is None:
+            P, o, n = shape
+            f = torch.arange(P * o * n, device=device)
+            q = f // n
+            base = q // o * (o + n)
+            table = torch.stack([base + n + q % o, base + f % n])
+            self._line_tables[shape] = table
+        return table
 
     def _constant_step(self, t: Trains, w: torch.Tensor, par: dict[str, torch.Tensor], signed: torch.Tensor,
                        total: torch.Tensor) -> torch.Tensor:
@@ -301,34 +327,28 @@ class TorchCrossbar:
         :func:`one_sided_walk` when the far bound is out of reach by the same criterion, else by
         :func:`scan_constant_step`."""
         sigma = self.spec.dw_min_std
-        up, down = par["dwmin_up"], par["dwmin_down"]
-        h, g, q, r, big = self._closed_form_constants(up, down)
-        new = torch.mul(h, total).addcmul_(g, signed, value=-1.0)                # mean of Δw (buffers reused:
-        if sigma > 0:                                                           # fewer fresh pages)
+        h, g, q, r, big, table, half = self._closed_form_constants(par)
+        mean = torch.mul(h, total).addcmul_(g, signed, value=-1.0).add_(w)     # w + mean of Δw
+        reach = torch.mul(big, total)
+        if sigma > 0:
             std = torch.mul(q, total).addcmul_(r, signed).clamp_(min=0.0).sqrt_()
             noise = torch.randn(w.shape, generator=self.generator, device=w.device)
-            new.addcmul_(std, noise)
-            reach = torch.mul(big, total, out=noise).add_(std, alpha=SAFE_SIGMAS)
-            near = torch.minimum(torch.sub(par["max_bound"], w, out=std), w - par["min_bound"])
+            new = mean.addcmul_(std, noise)
+            reach.add_(std, alpha=SAFE_SIGMAS)
         else:
-            reach = big * total
-            near = torch.minimum(par["max_bound"] - w, w - par["min_bound"])
-        unsafe = reach > near
-        new = new.add_(w)
-        flat = unsafe.reshape(-1).nonzero().view(-1)
+            new = mean
+        near = torch.minimum(par["max_bound"] - w, w - par["min_bound"])
+        flat = (reach > near).view(-1).nonzero().view(-1)
         if len(flat):
-            new = new.contiguous()
-            n_in = w.shape[-1]
-            cells = torch.stack([flat // (w.shape[-2] * n_in), flat // n_in % w.shape[-2], flat % n_in], 1)
-            w0, up, down, lo, hi, rc = (v.reshape(-1).index_select(0, flat)
-                                        for v in (w, up, down, par["min_bound"], par["max_bound"], reach))
-            rows = cell_rows(t, cells)
-            upper = hi - w0 <= w0 - lo
-            out = one_sided_walk(w0, rows, up, down, torch.where(upper, hi, lo), upper, sigma, self.generator)
-            both = rc >= torch.maximum(hi - w0, w0 - lo)                # both bounds in reach: the scan
-            if bool(both.any()):
-                k = both.nonzero().view(-1)
-                out[k] = scan_constant_step(w0[k], rows[k], up[k], down[k], lo[k], hi[k], sigma, self.generator)
+            up, down, lo, hi, mid = table.index_select(1, flat).unbind(0)
+            w0 = w.reshape(-1).index_select(0, flat)
+            rows = line_rows(t, self._lines_of(tuple(w.shape), w.device).index_select(1, flat).view(-1))
+            out = one_sided_walk(w0, rows, up, down, lo, hi, w0 >= mid, sigma, self.generator)   # the nearer bound
+            if float(reach.max()) >= half:             # some cell may reach its far bound too: those get the scan
+                both = reach.view(-1).index_select(0, flat) >= torch.maximum(hi - w0, w0 - lo)
+                if bool(both.any()):
+                    k = both.nonzero().view(-1)
+                    out[k] = scan_constant_step(w0[k], rows[k], up[k], down[k], lo[k], hi[k], sigma, self.generator)
             new.view(-1).index_copy_(0, flat, out)
         return new
 

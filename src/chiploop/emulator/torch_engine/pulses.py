@@ -34,8 +34,8 @@ How the engine draws them (equal in distribution to the above):
   1/131,072 (aihwkit's own uniforms have 15 bits), exactly 0 at p = 0 (a line of value 0 never
   fires), and 65535/65536 at p = 1 (the 16 bits have no 65,537th state);
 * the trains are signed, ``X_rj = sign(x_bj)`` where line j fires in row r of sample b, so one
-  batch's totals are two batched matmuls: ``S = Σ_r D_rᵀ X_r`` (down minus up) and
-  ``N = Σ_r |D_r|ᵀ |X_r|`` (all pulses).
+  batch's totals are one batched matmul of the trains stacked on their magnitudes:
+  ``S = Σ_r D_rᵀ X_r`` (down minus up) and ``N = Σ_r |D_r|ᵀ |X_r|`` (all pulses).
 """
 
 from __future__ import annotations
@@ -51,12 +51,21 @@ TINY = 1e-30
 class Trains(NamedTuple):
     """Signed pulse trains of one update: ``lines`` (P, R, in + out), row r of a chip one slot of
     one sample (the samples' rows in order, ``bl`` (P, B) of them each; rows past a chip's own
-    total are all 0), entry ``sign(x_j)`` / ``sign(d_i)`` where that line fires, else 0."""
+    total are all 0), entry ``sign(x_j)`` / ``sign(d_i)`` where that line fires, else 0; ``mag``
+    their magnitudes. Both sit in one tensor ``pair`` (2, P, R, in + out), so that :func:`totals`
+    is one batched matmul."""
 
-    lines: torch.Tensor
-    mag: torch.Tensor                    # |lines|: 1 where a line fires
+    pair: torch.Tensor
     bl: torch.Tensor
     n_in: int
+
+    @property
+    def lines(self) -> torch.Tensor:
+        return self.pair[0]
+
+    @property
+    def mag(self) -> torch.Tensor:
+        return self.pair[1]                # |lines|: 1 where a line fires
 
     @property
     def x(self) -> torch.Tensor:
@@ -67,37 +76,48 @@ class Trains(NamedTuple):
         return self.lines[..., self.n_in:]
 
 
-def _management(ax: torch.Tensor, ad: torch.Tensor, lr: float, dw_min: float, desired_bl: int
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(BL, A, B)`` per sample from the absolute values ``ax`` (..., in) and ``ad`` (..., out)."""
-    x_max = ax.amax(-1)
-    d_max = ad.amax(-1)
-    k = x_max * d_max * (lr / dw_min)
-    kk = k.clamp(max=float(desired_bl))                 # k' = lr max|x| d' / dw_min
+def _management(ax: torch.Tensor, ad: torch.Tensor, lr: float, dw_min: float, desired_bl: int,
+                scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(BL, A, B)`` per sample from the absolute values ``ax`` (..., in) and ``ad`` (..., out), each
+    (..., 1), BL as a float, A and B times ``scale``: with ``k' = min(k, desired_bl)`` and ``c = sqrt(k' / BL)``,
+    ``B = c / max|x|`` and ``A = c max(k / desired_bl, 1) / max|d|`` (the module doc's A and B:
+    ``max(k / desired_bl, 1) = max|d| / d'``)."""
+    x_max = ax.amax(-1, keepdim=True)
+    d_max = ad.amax(-1, keepdim=True)
+    k = torch.mul(x_max, d_max).mul_(lr / dw_min)
+    kk = k.clamp(max=float(desired_bl))
     bl = kk.ceil()                                      # min(ceil(k), desired_bl); 0 when k = 0
-    c = (kk / bl.clamp(min=1.0)).sqrt()                 # sqrt(k' / BL) = BL-free part of A0 B0 ...
-    B = c / x_max.clamp(min=TINY)                       # A0 sqrt(d' / max|x|)
-    A = c * (k / kk.clamp(min=TINY)) / d_max.clamp(min=TINY)   # A0 sqrt(max|x| / d'), d' = max|d| k'/k
-    return bl.to(torch.int64), A, B
+    c = torch.div(kk, bl.clamp(min=1.0)).sqrt_().mul_(scale)   # sqrt(k' / BL)
+    B = torch.div(c, x_max.clamp_(min=TINY))
+    A = k.mul_(1.0 / desired_bl).clamp_(min=1.0).mul_(c).div_(d_max.clamp_(min=TINY))
+    return bl, A, B
 
 
 def management(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_bl: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per sample ``(BL, A, B)`` for ``x`` (..., in) and ``d`` (..., out): BL as int64 (0: no pulse)."""
-    return _management(x.abs(), d.abs(), lr, dw_min, desired_bl)
+    bl, A, B = _management(x.abs(), d.abs(), lr, dw_min, desired_bl)
+    return bl.squeeze(-1).to(torch.int64), A.squeeze(-1), B.squeeze(-1)
 
 
 def uniform16(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Uniform int16 over all 65,536 values: four from every 64-bit word of ``generator``."""
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2 ** 63, None, generator=generator)
-    return words.view(torch.int16)[:n].view(shape)
+    """Uniform int16 over all 65,536 values: four from every 64-bit word of ``generator`` (the last
+    axis padded to a multiple of 4, the padding dropped)."""
+    *lead, n = shape
+    words = torch.empty((*lead, (n + 3) // 4), dtype=torch.int64, device=device).random_(-2 ** 63, None,
+                                                                                       generator=generator)
+    return words.view(torch.int16)[..., :n]
 
 
 def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_bl: int,
            generator: torch.Generator) -> Trains | None:
     """The signed Bernoulli pulse trains of one update of ``x`` (P, B, in), ``d`` (P, B, out): only
-    each sample's own BL slots (see the module's doc). None when no sample sends a pulse."""
+    each sample's own BL slots (see the module's doc). None when no sample sends a pulse.
+
+    Per sample one row of thresholds and signs, ``[round(65536 p) - 32768, sign]`` over the lines
+    (probabilities ``p_x = B |x|``, ``p_d = A |d|``); the row is repeated BL times (one
+    ``repeat_interleave``) and compared with fresh 16-bit uniforms. With P > 1 every chip's rows
+    are padded to the most rows of any chip by a row that never fires."""
     if lr < 0:
         raise ValueError(f"lr {lr}: a pulsed update needs lr >= 0")
     if lr == 0:
@@ -106,38 +126,56 @@ def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_b
     xd = torch.cat([x, d], -1)
     C = xd.shape[-1]
     a = xd.abs()
-    bl, A, Bx = _management(a[..., :n_in], a[..., n_in:], lr, dw_min, desired_bl)
-    rows = bl.sum(-1)                                                                     # (P,)
-    R = int(rows.max()) if rows.numel() else 0
+    ax, ad = a[..., :n_in], a[..., n_in:]
+    bl, A, Bx = _management(ax, ad, lr, dw_min, desired_bl, 65536.0)                      # (P, B, 1) each
+    ax.mul_(Bx)
+    ad.mul_(A)
+    bl = bl.to(torch.int64)
+    rows = bl.sum(1)                                                                      # (P, 1)
+    R = int(rows.max()) if P > 1 else int(rows)
     if R == 0:
         return None
-    scale = torch.stack([Bx, A], -1).mul_(65536.0)                                       # (P, B, 2)
-    scale = torch.cat([scale[..., :1].expand(P, B, n_in), scale[..., 1:].expand(P, B, C - n_in)], -1)
-    thr = (a * scale).round_().sub_(32768.0).clamp_(max=32767.0)                        # u < thr: p (p <= 1)
-    never = xd.new_full((P, 1, C), -32768.0)                                             # a row of no pulse
-    thr = torch.cat([thr, never], 1).to(torch.int16).view(P * (B + 1), C)
-    sign = torch.cat([torch.sign(xd), never], 1).view(P * (B + 1), C)
-    counts = torch.cat([bl, (R - rows).unsqueeze(-1)], -1).view(-1)                      # pads every chip to R rows
-    fire = uniform16((P, R, C), generator, x.device) < torch.repeat_interleave(
-        thr, counts, dim=0, output_size=P * R).view(P, R, C)
-    mag = fire.to(x.dtype)
-    lines = torch.repeat_interleave(sign, counts, dim=0, output_size=P * R).view(P, R, C).mul_(mag)
-    return Trains(lines, mag, bl, n_in)
+    table = torch.cat([a.round_().sub_(32768.0).clamp_(max=32767.0), xd.sign_()], -1)  # (P, B, 2C): u < thr: p
+    counts = bl.view(-1)
+    if P > 1:                                                                             # pad every chip to R rows
+        never = table.new_zeros(P, 1, 2 * C)
+        never[..., :C] = -32768.0
+        table = torch.cat([table, never], 1)
+        counts = torch.cat([bl, rows.neg_().add_(R).unsqueeze(1)], 1).view(-1)
+    table = torch.repeat_interleave(table.view(-1, 2 * C), counts, dim=0, output_size=P * R)
+    fire = uniform16((P * R, C), generator, x.device) < table[:, :C]
+    pair = torch.empty(2, P * R, C, dtype=x.dtype, device=x.device)
+    torch.mul(table[:, C:], fire, out=pair[0])
+    pair[1].copy_(fire)
+    return Trains(pair.view(2, P, R, C), bl.view(P, B), n_in)
 
 
 def totals(t: Trains) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch's pulses per cell, (P, out, in) each, from two batched matmuls: ``S = Σ Dᵀ X``
-    (down minus up: down where ``sign(x) sign(d) > 0``) and ``N = Σ |D|ᵀ |X|`` (all pulses); up
-    pulses are ``(N - S) / 2``, down pulses ``(N + S) / 2``."""
-    signed = t.d.transpose(1, 2) @ t.x
-    return signed, t.mag[..., t.n_in:].transpose(1, 2) @ t.mag[..., :t.n_in]
+    """The batch's pulses per cell, (P, out, in) each, from one batched matmul of the trains and
+    their magnitudes: ``S = Σ Dᵀ X`` (down minus up: down where ``sign(x) sign(d) > 0``) and
+    ``N = Σ |D|ᵀ |X|`` (all pulses); up pulses are ``(N - S) / 2``, down pulses ``(N + S) / 2``."""
+    _, P, R, C = t.pair.shape
+    both = t.pair.view(2 * P, R, C)
+    out = both[..., t.n_in:].transpose(1, 2) @ both[..., :t.n_in]
+    return out[:P], out[P:]
 
 
 def cell_rows(t: Trains, cells: torch.Tensor) -> torch.Tensor:
     """The pulses of cells ``cells`` (K, 3) of (p, i, j) indices, row by row: (K, R) in {+1 up, -1
     down, 0 none}, in the order aihwkit applies them (sample after sample)."""
     p, i, j = cells.unbind(1)
-    return -(t.lines[p, :, t.n_in + i] * t.lines[p, :, j])
+    C = t.lines.shape[-1]
+    return line_rows(t, torch.cat([p * C + t.n_in + i, p * C + j]))
+
+
+def line_rows(t: Trains, lines: torch.Tensor) -> torch.Tensor:
+    """:func:`cell_rows` of K cells given by their lines: ``lines`` (2K,), the K output lines
+    ``p C + in + i`` then the K input lines ``p C + j`` (indices into the (P C) lines of the trains):
+    ``-D[p, :, i] X[p, :, j]``, (K, R)."""
+    _, P, R, C = t.pair.shape
+    both = t.pair[0].transpose(1, 2).reshape(P * C, R).index_select(0, lines)            # (2K, R)
+    K = both.shape[0] // 2
+    return both[:K].mul_(both[K:]).neg_()
 
 
 def per_sample(t: Trains, cells: torch.Tensor) -> torch.Tensor:
