@@ -25,13 +25,13 @@ A spec with ``ideal_io`` reads exactly (aihwkit's ``is_perfect``).
 How it is computed (a read of a 64 × 64 layer is overhead-bound, so in few torch calls): both
 converters work in their integer steps. The DAC's steps are ``q = rint(x · f)`` with the per-sample
 factor ``f = (1/r_in) / (s·β)``, ``1/r_in = (2^dac_bits - 2)/2`` exact (so an input at a step's
-midpoint rounds as in exact arithmetic); as ``|x| <= s`` under abs-max noise management, ``|q| <= 1/r_in`` and the clip
-at ``±inp_bound`` never acts, so it is not applied. The MVM, the output noise and the scaling to ADC steps are one
-``addmm``/``baddbmm``, ``z = (r_in/r_out) (q Wᵀ) + (read_noise/r_out) ξ``; ``k = rint(z)``, clipped at
-``±out_bound/r_out`` (an integer, (2^adc_bits - 2)/2), and the output ``k · r_out · s · β``. Without
-a DAC (ADC) the step ``r_in`` (``r_out``) is 1 and there is no rint. A forward read looks at
-the extremes of ``k`` once and manages bounds only when one of them exceeds the bound (a read
-that does not needs no clip).
+midpoint rounds as in exact arithmetic); as ``|x| <= s`` under abs-max noise management,
+``|q| <= 1/r_in`` and the clip at ``±inp_bound`` never acts, so it is not applied. The MVM, the
+output noise and the scaling to ADC steps are one ``addmm``/``baddbmm``,
+``z = (r_in/r_out) (q Wᵀ) + (read_noise/r_out) ξ``; ``k = rint(z)``, clipped at ``±out_bound/r_out``
+(an integer, (2^adc_bits - 2)/2), and the output ``k · r_out · s · β``. Without a DAC (ADC) the
+step ``r_in`` (``r_out``) is 1 and there is no rint. A forward read looks at the extremes of ``k``
+once and manages bounds only when one of them exceeds the bound (a read that does not needs no clip).
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def _res(bits: int, bound: float) -> float:
 
 class Periphery(NamedTuple):
     """A spec's read constants: ``step_in`` the DAC step (1: no DAC), ``levels = 1 / step_in``
-    (exactly, (2^dac_bits - 2)/2), ``unit`` the ADC step (1: no ADC), ``alpha = step_in / unit``, ``beta = read_noise / unit`` (the MVM's and the noise's
-    factors in ADC steps), ``kb`` the output bound in ADC steps (inf: unbounded)."""
+    (exactly, (2^dac_bits - 2)/2), ``unit`` the ADC step (1: no ADC), ``alpha = step_in / unit`` and
+    ``beta = read_noise / unit`` (the MVM's and the noise's factors in ADC steps), ``kb`` the output
+    bound in ADC steps (inf: unbounded)."""
     dac: bool
     adc: bool
     step_in: float
@@ -72,6 +73,7 @@ class Periphery(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def periphery(dac_bits: int, adc_bits: int, out_bound: float, read_noise: float) -> Periphery:
+    """The read constants of a spec's converters and noise (computed once per setting)."""
     bound = out_bound if out_bound > 0 else float("inf")
     r_in, r_out = _res(dac_bits, INP_BOUND), _res(adc_bits, bound)
     step_in, unit = (r_in if r_in > 0 else 1.0), (r_out if r_out > 0 else 1.0)
@@ -86,10 +88,12 @@ _SCALARS: dict = {}
 
 
 def _scalar(value: float, device: torch.device) -> torch.Tensor:
-    """A cached float32 0-dim tensor (a tensor argument costs half a Python float's wrapping)."""
+    """A cached float32 0-dim tensor (an op with a tensor argument costs about half of one with a
+    Python float, which torch wraps into a tensor each time); never an inference-mode tensor."""
     t = _SCALARS.get((value, device))
     if t is None:
-        t = _SCALARS[(value, device)] = torch.tensor(value, dtype=torch.float32, device=device)
+        with torch.inference_mode(False):
+            t = _SCALARS[(value, device)] = torch.tensor(value, dtype=torch.float32, device=device)
     return t
 
 
@@ -101,7 +105,7 @@ def _pass(c: Periphery, M: torch.Tensor, v: torch.Tensor, f: torch.Tensor, g: to
     if c.dac:
         q.round_()
     shape = (*v.shape[:-1], M.shape[-1])
-    noise = torch.randn(shape, generator=g, device=v.device) if c.noisy else v.new_empty(shape)
+    noise = torch.randn(shape, generator=g, device=v.device, dtype=v.dtype) if c.noisy else v.new_empty(shape)
     mm = torch.addmm if v.dim() == 2 else torch.baddbmm
     z = mm(noise, q, M, beta=c.beta, alpha=c.alpha)         # beta 0: the empty input is ignored
     return z.round_() if c.adc else z
