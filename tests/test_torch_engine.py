@@ -139,7 +139,10 @@ def test_noiseless_reads_are_the_quantised_product_by_hand():
     W[:, 0, :8] = 2.0                                  # 16 on an input of ones: bound management
     W[1, 1, 8:] = -4.0                                 # -16 on the second tile, population member 1
     x = torch.rand(2, 6, 12, generator=g, dtype=torch.float64) * 2 - 1
-    x[:, 0], x[:, 1] = 1.0, 0.0                        # bound management; a sample of zeros reads 0
+    x[:, 1] = 0.0                                      # a sample of zeros reads 0
+    for b, s in ((0, 0.7), (2, 0.3), (3, 1.7), (4, 2.9)):  # bound management, then at β = 2 on the DAC
+        x[:, b] = s                                        # grid's midpoints ±63/2 (and ∓63/4)
+        x[:, b, 3] = -s / 2
     d = torch.randn(2, 6, 5, generator=g, dtype=torch.float64) * 3
     d[:, 1] = 0.0
     Wn, xn, dn = W.numpy(), x.numpy(), d.numpy()
@@ -148,7 +151,7 @@ def test_noiseless_reads_are_the_quantised_product_by_hand():
                      for b in range(6)] for p in range(2)])
     bwd = np.array([[np.concatenate([_quantised_read_by_hand(Wn[p][:, c].T, dn[p, b], False) for c in tiles])
                      for b in range(6)] for p in range(2)])
-    assert np.abs(fwd[:, 0, 0]).max() > 12                # bound management did act
+    assert (np.abs(fwd[:, [0, 2, 3, 4], 0]) > 12 * x[:, [0, 2, 3, 4], 0].numpy()).all()  # bound management acted
     pop = TorchCrossbar.create(spec, 5, 12, population=2)
     pop.program(W.float())
     assert np.allclose(pop.forward(x.float()).numpy(), fwd, atol=1e-5)

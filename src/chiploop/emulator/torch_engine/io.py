@@ -23,9 +23,10 @@ The transposed read ``z = Wᵀ d`` is the same with no bound management (aihwkit
 A spec with ``ideal_io`` reads exactly (aihwkit's ``is_perfect``).
 
 How it is computed (a read of a 64 × 64 layer is overhead-bound, so in few torch calls): both
-converters work in their integer steps. The DAC's steps are ``q = rint(x · f)`` with the per-sample
-factor ``f = (1/r_in) / (s·β)``, ``1/r_in = (2^dac_bits - 2)/2`` exact (so an input at a step's
-midpoint rounds as in exact arithmetic); as ``|x| <= s`` under abs-max noise management,
+converters work in their integer steps. The DAC's steps are ``q = rint((x / s) · ((1/r_in) / β))``,
+``1/r_in = (2^dac_bits - 2)/2`` exact and in this order, so that an input whose ratio to ``s`` is
+exact rounds as in exact arithmetic (the abs-max input at β = 2 sits on a step's midpoint, 63/2 at
+7 bits: rint, half to even, gives 32); as ``|x| <= s`` under abs-max noise management,
 ``|q| <= 1/r_in`` and the clip at ``±inp_bound`` never acts, so it is not applied. The MVM, the
 output noise and the scaling to ADC steps are one ``addmm``/``baddbmm``,
 ``z = (r_in/r_out) (q Wᵀ) + (read_noise/r_out) ξ``; ``k = rint(z)``, clipped at ``±out_bound/r_out``
@@ -97,11 +98,15 @@ def _scalar(value: float, device: torch.device) -> torch.Tensor:
     return t
 
 
-def _pass(c: Periphery, M: torch.Tensor, v: torch.Tensor, f: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """One analog read of ``v`` through ``M`` (``v @ M``; 2-D, or batched 3-D) with the per-sample
-    factor ``f = (1/r_in) / (abs-max · β)``: DAC, MVM, output noise and ADC (not clipped), in ADC
-    steps: ``rint((r_in/r_out) (q M) + (read_noise/r_out) ξ)`` with ``q = rint(v f)``."""
-    q = torch.mul(v, f)
+def _pass(c: Periphery, M: torch.Tensor, v: torch.Tensor, s: torch.Tensor, beta: float, g: torch.Generator
+          ) -> torch.Tensor:
+    """One analog read of ``v`` through ``M`` (``v @ M``; 2-D, or batched 3-D) at the per-sample
+    abs-max ``s`` and bound-management factor ``beta``: DAC, MVM, output noise and ADC (not clipped),
+    in ADC steps: ``rint((r_in/r_out) (q M) + (read_noise/r_out) ξ)`` with
+    ``q = rint((v / s) · ((1/r_in) / β))``."""
+    q = torch.div(v, s)
+    if c.levels != beta:
+        q.mul_(_scalar(c.levels / beta, v.device))
     if c.dac:
         q.round_()
     shape = (*v.shape[:-1], M.shape[-1])
@@ -121,26 +126,26 @@ def read(spec: DeviceSpec, W: torch.Tensor, v: torch.Tensor, g: torch.Generator,
     c = periphery(spec.dac_bits, spec.adc_bits, spec.out_bound, spec.read_noise)
     device = v.device
     nm = v.abs().amax(-1, keepdim=True)                 # (..., B, 1): noise management, abs-max
-    f = torch.div(_scalar(c.levels, device), nm.clamp(min=TINY))   # a sample of zeros reads 0 (v = 0, nm = 0)
-    k = _pass(c, M, v, f, g)
+    s = nm.clamp(min=TINY)                              # a sample of zeros reads 0 (v = 0, nm = 0)
+    k = _pass(c, M, v, s, 1.0, g)
     if c.kb != float("inf"):
         if transposed:
             k.clamp_(-c.kb, c.kb)
         elif k.numel():                                 # iterative bound management, forward only
             lo, hi = torch.aminmax(k)
             if hi.item() > c.kb or lo.item() < -c.kb:
-                k = _manage(c, M, v, f, k, g)
+                k = _manage(c, M, v, s, k, g)
     return k.mul_(nm) if c.unit == 1.0 else k.mul_(torch.mul(nm, _scalar(c.unit, device)))
 
 
-def _manage(c: Periphery, M: torch.Tensor, v: torch.Tensor, f: torch.Tensor, k: torch.Tensor,
+def _manage(c: Periphery, M: torch.Tensor, v: torch.Tensor, s: torch.Tensor, k: torch.Tensor,
             g: torch.Generator) -> torch.Tensor:
     """Bound management of a first pass ``k`` (ADC steps) some of whose samples exceed the bound:
     those are read again at β = 2, 4, ... (fresh noise) until they fit or β reaches its limit;
     the clipped outputs times β, in ADC steps."""
     single = k.dim() == 2
     if single:
-        M, v, f, k = M.unsqueeze(0), v.unsqueeze(0), f.unsqueeze(0), k.unsqueeze(0)
+        M, v, s, k = M.unsqueeze(0), v.unsqueeze(0), s.unsqueeze(0), k.unsqueeze(0)
     failed = (k.abs() > c.kb).any(-1)                   # (P, B)
     out = k.clamp(-c.kb, c.kb)
     one = M.shape[0] == 1
@@ -152,8 +157,8 @@ def _manage(c: Periphery, M: torch.Tensor, v: torch.Tensor, f: torch.Tensor, k: 
         p, b = failed.nonzero(as_tuple=True)
         M_rows = M[0] if one else M[p]
         v_rows = v[p, b] if one else v[p, b].unsqueeze(-2)
-        f_rows = f[p, b] / beta if one else (f[p, b] / beta).unsqueeze(-2)
-        k2 = _pass(c, M_rows, v_rows, f_rows, g)
+        s_rows = s[p, b] if one else s[p, b].unsqueeze(-2)
+        k2 = _pass(c, M_rows, v_rows, s_rows, beta, g)
         k2 = k2 if one else k2.squeeze(-2)
         out[p, b] = k2.clamp(-c.kb, c.kb) * beta
         failed = torch.zeros_like(failed).index_put((p, b), (k2.abs() > c.kb).any(-1))
