@@ -117,6 +117,53 @@ def test_bound_management_halves_input_until_outputs_fit():
     assert torch.allclose(z, torch.full((1, 4), 0.9))
 
 
+def _quantised_read_by_hand(W, x, bm, dac_bits=7, adc_bits=9, bound=12.0):
+    """One tile's noiseless read of one sample, in float64: abs-max, DAC, MVM, ADC, clip, and (forward)
+    β = 1, 2, 4, ... while some output exceeds the bound, up to max_bm_res / r_in."""
+    r_in, r_out = 2 / (2 ** dac_bits - 2), 2 * bound / (2 ** adc_bits - 2)
+    s = float(np.abs(x).max())
+    if s == 0:
+        return np.zeros(W.shape[0])
+    beta = 1.0
+    while True:
+        y = np.rint(W @ (np.rint(x / (s * beta) / r_in) * r_in) / r_out) * r_out
+        if not bm or np.abs(y).max() <= bound or beta * 2 > 0.25 / r_in:
+            return np.clip(y, -bound, bound) * s * beta
+        beta *= 2
+
+
+def test_noiseless_reads_are_the_quantised_product_by_hand():
+    spec = torch_device("constant-step", read_noise=0.0, w_bound_dtod=0.0, w_max=5.0, w_min=-5.0, tile_size=8)
+    g = torch.Generator().manual_seed(5)
+    W = torch.rand(2, 5, 12, generator=g, dtype=torch.float64) - 0.5
+    W[:, 0, :8] = 2.0                                  # 16 on an input of ones: bound management
+    W[1, 1, 8:] = -4.0                                 # -16 on the second tile, population member 1
+    x = torch.rand(2, 6, 12, generator=g, dtype=torch.float64) * 2 - 1
+    x[:, 1] = 0.0                                      # a sample of zeros reads 0
+    for b, s in ((0, 0.7), (2, 0.3), (3, 1.7), (4, 2.9)):  # bound management, then at β = 2 on the DAC
+        x[:, b] = s                                        # grid's midpoints ±63/2 (and ∓63/4)
+        x[:, b, 3] = -s / 2
+    d = torch.randn(2, 6, 5, generator=g, dtype=torch.float64) * 3
+    d[:, 1] = 0.0
+    Wn, xn, dn = W.numpy(), x.numpy(), d.numpy()
+    tiles = [slice(0, 8), slice(8, 12)]
+    fwd = np.array([[sum(_quantised_read_by_hand(Wn[p][:, c], xn[p, b, c], True) for c in tiles)
+                     for b in range(6)] for p in range(2)])
+    bwd = np.array([[np.concatenate([_quantised_read_by_hand(Wn[p][:, c].T, dn[p, b], False) for c in tiles])
+                     for b in range(6)] for p in range(2)])
+    assert (np.abs(fwd[:, [0, 2, 3, 4], 0]) > 12 * x[:, [0, 2, 3, 4], 0].numpy()).all()  # bound management acted
+    pop = TorchCrossbar.create(spec, 5, 12, population=2)
+    pop.program(W.float())
+    assert np.allclose(pop.forward(x.float()).numpy(), fwd, atol=1e-5)
+    assert np.allclose(pop.backward(d.float()).numpy(), bwd, atol=1e-5)
+    for p in range(2):                                 # one chip, 2-D reads (also of float64 inputs)
+        one = make_crossbar(spec, 5, 12)
+        one.program(W[p].float())
+        assert np.allclose(one.forward(x[p]).numpy(), fwd[p], atol=1e-5)
+        assert np.allclose(one.backward(d[p].float()).numpy(), bwd[p], atol=1e-5)
+        assert one.forward(x[p, :0].float()).shape == (0, 5)
+
+
 def test_same_seed_same_numbers_clones_independent_and_restore_exact():
     spec = torch_device("reram-sb")
     g = torch.Generator().manual_seed(0)

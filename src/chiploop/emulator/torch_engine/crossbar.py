@@ -210,21 +210,31 @@ class TorchCrossbar:
 
     # ------------------------------------------------------------------ reads
     def _read(self, v: torch.Tensor, transposed: bool) -> torch.Tensor:
-        """Reads come back on the caller's device (the engine may run on another)."""
+        """Reads come back on the caller's device (the engine may run on another). An input already
+        float32 on the engine's device is not cast; one chip's 2-D input is read against its (out, in)
+        weights as it is (no population axis to add and take off again)."""
         device = v.device
-        v, single = self._cast(v)
+        W = self.W
+        if v.dtype is not torch.float32 or device != W.device:
+            v = v.to(device=W.device, dtype=torch.float32)
+        if v.dim() == 2:
+            if W.shape[0] == 1:
+                W = W[0]
+            else:
+                v = v.unsqueeze(0).expand(W.shape[0], *v.shape)
         size = self.spec.tile_size
-        out_size, in_size = self.shape
-        rows, cols = _blocks(out_size, size), _blocks(in_size, size)
-        if len(rows) == 1 and len(cols) == 1:
-            y = io.read(self.spec, self.W, v, self.generator, transposed)
-        elif not transposed:
-            y = torch.cat([sum(io.read(self.spec, self.W[:, r, c], v[..., c], self.generator) for c in cols)
-                           for r in rows], -1)
+        out_size, in_size = W.shape[-2:]
+        if out_size <= size and in_size <= size:
+            y = io.read(self.spec, W, v, self.generator, transposed)
         else:
-            y = torch.cat([sum(io.read(self.spec, self.W[:, r, c], v[..., r], self.generator, True) for r in rows)
-                           for c in cols], -1)
-        return (y[0] if single else y).to(device)
+            rows, cols = _blocks(out_size, size), _blocks(in_size, size)
+            if not transposed:
+                y = torch.cat([sum(io.read(self.spec, W[..., r, c], v[..., c], self.generator) for c in cols)
+                               for r in rows], -1)
+            else:
+                y = torch.cat([sum(io.read(self.spec, W[..., r, c], v[..., r], self.generator, True) for r in rows)
+                               for c in cols], -1)
+        return y if y.device == device else y.to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``W x`` read through the periphery: x (B, in) -> (B, out), or (P, B, in) -> (P, B, out)."""
