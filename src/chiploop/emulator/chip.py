@@ -26,6 +26,7 @@ from chiploop.lazy import torch
 from chiploop.emulator.crossbar import Crossbar
 from chiploop.emulator.ideal import IdealCrossbar
 from chiploop.emulator.ledger import MeteredCrossbar, unwrap
+from chiploop.emulator.torch_engine.group import apply_updates
 
 Role = Literal["weight", "decorrelator", "feedback"]
 ROLES: tuple[str, ...] = ("weight", "decorrelator", "feedback")
@@ -129,12 +130,12 @@ class Chip:
     def apply(self, signals: Sequence[LayerSignal], lr: float) -> None:
         """Hand each signal to its crossbar's pulsed update (then the device's per-batch step);
         digital biases update as ``b -= lr * bias_grad``."""
-        for s in signals:
-            step = lr if s.lr is None else s.lr
-            xb = self.crossbars[s.name]
-            if len(s.x):  # a signal without rows moves only the digital parameter (an adaptive threshold)
-                xb.update(s.x, s.d, step)
-                xb.post_update_step()
+        steps = [lr if s.lr is None else s.lr for s in signals]
+        # a signal without rows moves only the digital parameter (an adaptive threshold)
+        apply_updates([(self.crossbars[s.name], s.x, s.d, step) for s, step in zip(signals, steps) if len(s.x)])
+        for s, step in zip(signals, steps):
+            if len(s.x):
+                self.crossbars[s.name].post_update_step()
             bias = self.biases.get(s.name)
             if bias is not None:
                 bias.sub_(step * (s.d.sum(0) if s.bias_grad is None else s.bias_grad))

@@ -170,8 +170,12 @@ class MeteredCrossbar:
         return self.inner.backward(d)
 
     def update(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
-        self.ledger.update(x, d, lr)
+        self.record_update(x, d, lr)
         self.inner.update(x, d, lr)
+
+    def record_update(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        """The ledger's half of :meth:`update` (for an update applied to the inner crossbar elsewhere)."""
+        self.ledger.update(x, d, lr)
 
     def weights(self) -> torch.Tensor:
         self.ledger.record("weights", 0, 4 * self.shape[0] * self.shape[1])

@@ -26,6 +26,7 @@ from chiploop.emulator.ideal import IdealCrossbar
 from chiploop.emulator.ledger import unwrap
 from chiploop.emulator.torch_engine.crossbar import TorchCrossbar
 from chiploop.emulator.torch_engine.devices import DRAWN_FIELDS
+from chiploop.emulator.torch_engine.group import apply_updates
 
 
 @dataclass(eq=False)
@@ -142,12 +143,11 @@ class PopulationChip(Chip):
     def apply(self, signals: Sequence[LayerSignal], lr: float) -> None:
         """Every chip's pulsed update in one call per crossbar (``d`` (P, B, out), ``x`` (B, in) or
         (P, B, in)); bias p moves by ``-lr Σ_b d[p, b]`` (or ``-lr bias_grad[p]``)."""
-        for s in signals:
-            step = lr if s.lr is None else s.lr
-            xb = self.crossbars[s.name]
+        steps = [lr if s.lr is None else s.lr for s in signals]
+        apply_updates([(self.crossbars[s.name], s.x, s.d, step) for s, step in zip(signals, steps) if s.x.shape[-2]])
+        for s, step in zip(signals, steps):
             if s.x.shape[-2]:
-                xb.update(s.x, s.d, step)
-                xb.post_update_step()
+                self.crossbars[s.name].post_update_step()
             bias = self.biases.get(s.name)
             if bias is not None:
                 grad = s.d.sum(-2, keepdim=True) if s.bias_grad is None else s.bias_grad.reshape(bias.shape)
@@ -197,9 +197,13 @@ class PopulationMeter:
         return self.inner.backward(d)
 
     def update(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        self.record_update(x, d, lr)
+        self.inner.update(x, d, lr)
+
+    def record_update(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        """The ledgers' half of :meth:`update` (for an update applied to the inner crossbar elsewhere)."""
         for p, ledger in enumerate(self.ledgers):
             ledger.update(x[p] if x.dim() == 3 else x, d[p], lr)
-        self.inner.update(x, d, lr)
 
     def weights(self) -> torch.Tensor:
         return self.inner.weights()

@@ -173,6 +173,7 @@ class TorchCrossbar:
     clones: int = field(default=0)
     _consts: tuple = field(default=(), repr=False, compare=False)   # per-cell constants of the closed form
     _line_tables: dict = field(default_factory=dict, repr=False, compare=False)   # cell -> its two lines, per shape
+    _group: tuple = field(default=(), repr=False, compare=False)   # the stack it steps with (group.py)
 
     # ------------------------------------------------------------------ construction
     @classmethod
