@@ -155,9 +155,8 @@ def one_sided_walk(w: torch.Tensor, seq: torch.Tensor, up: torch.Tensor, down: t
     if sigma > 0:
         a.addcmul_(a, xi, value=sigma)                                     # a (1 + σ ξ)
     S = a.cumsum(1)
-    top = torch.minimum(w, torch.sub(hi, S.amax(1)))
-    bottom = torch.maximum(w, torch.sub(lo, S.amin(1)))
-    return torch.where(upper, top, bottom).add_(S[:, -1])
+    low, high = torch.aminmax(S, dim=1)
+    return torch.where(upper, torch.minimum(w, hi.sub(high)), torch.maximum(w, lo.sub(low))).add_(S[:, -1])
 
 
 @dataclass(eq=False)

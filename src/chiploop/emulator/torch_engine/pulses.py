@@ -138,15 +138,13 @@ def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_b
     table = torch.cat([a.round_().sub_(32768.0).clamp_(max=32767.0), xd.sign_()], -1)  # (P, B, 2C): u < thr: p
     counts = bl.view(-1)
     if P > 1:                                                                             # pad every chip to R rows
-        never = table.new_zeros(P, 1, 2 * C)
-        never[..., :C] = -32768.0
+        never = torch.cat([table.new_full((P, 1, C), -32768.0), table.new_zeros(P, 1, C)], -1)
         table = torch.cat([table, never], 1)
-        counts = torch.cat([bl, rows.neg_().add_(R).unsqueeze(1)], 1).view(-1)
+        counts = torch.cat([bl.view(P, B), R - rows], 1).view(-1)
     table = torch.repeat_interleave(table.view(-1, 2 * C), counts, dim=0, output_size=P * R)
-    fire = uniform16((P * R, C), generator, x.device) < table[:, :C]
     pair = torch.empty(2, P * R, C, dtype=x.dtype, device=x.device)
-    torch.mul(table[:, C:], fire, out=pair[0])
-    pair[1].copy_(fire)
+    mag = torch.lt(uniform16((P * R, C), generator, x.device), table[:, :C], out=pair[1])   # 1.0 where a line fires
+    torch.mul(table[:, C:], mag, out=pair[0])
     return Trains(pair.view(2, P, R, C), bl.view(P, B), n_in)
 
 
