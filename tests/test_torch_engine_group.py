@@ -111,3 +111,19 @@ def test_a_chip_of_torch_crossbars_trains_the_same_through_grouped_updates(tile_
     assert (w["a"] - ta).abs().mean() < 0.04 and (w["b"] - tb).abs().mean() < 0.04
     grouped = bool(chip.crossbars["a"]._group)
     assert grouped == (tile_size == 512)
+
+
+def test_every_update_is_followed_by_its_crossbars_per_batch_step():
+    """capacitor devices decay by ``decay_scales`` per batch: two entries for one crossbar (lr 0, no
+    pulse) decay it twice, as two signals one after the other did before grouping."""
+    spec = load_device({"preset": "capacitor", "engine": "torch", "read_noise": 0.0})
+    a = make_crossbar(spec, 3, 4, name="a")
+    b = make_crossbar(spec, 2, 4, name="b")
+    for xb in (a, b):
+        xb.program(torch.full(xb.shape, 0.1))
+    wa, wb = a.weights(), b.weights()
+    x, da, db = torch.ones(2, 4), torch.ones(2, 3), torch.ones(2, 2)
+    apply_updates([(a, x, da, 0.0), (b, x, db, 0.0), (a, x, da, 0.0)])
+    decay_a, decay_b = a.par["decay_scales"][0], b.par["decay_scales"][0]
+    assert (decay_a < 1).all()
+    assert torch.allclose(a.weights(), wa * decay_a ** 2) and torch.allclose(b.weights(), wb * decay_b)

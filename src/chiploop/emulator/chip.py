@@ -128,14 +128,13 @@ class Chip:
 
     # ------------------------------------------------------------------ what the training loop does
     def apply(self, signals: Sequence[LayerSignal], lr: float) -> None:
-        """Hand each signal to its crossbar's pulsed update (then the device's per-batch step);
+        """Hand each signal to its crossbar's pulsed update (then the device's per-batch step; the
+        torch engine steps crossbars that can go together as one program, torch_engine/group.py);
         digital biases update as ``b -= lr * bias_grad``."""
         steps = [lr if s.lr is None else s.lr for s in signals]
         # a signal without rows moves only the digital parameter (an adaptive threshold)
         apply_updates([(self.crossbars[s.name], s.x, s.d, step) for s, step in zip(signals, steps) if len(s.x)])
         for s, step in zip(signals, steps):
-            if len(s.x):
-                self.crossbars[s.name].post_update_step()
             bias = self.biases.get(s.name)
             if bias is not None:
                 bias.sub_(step * (s.d.sum(0) if s.bias_grad is None else s.bias_grad))

@@ -146,8 +146,6 @@ class PopulationChip(Chip):
         steps = [lr if s.lr is None else s.lr for s in signals]
         apply_updates([(self.crossbars[s.name], s.x, s.d, step) for s, step in zip(signals, steps) if s.x.shape[-2]])
         for s, step in zip(signals, steps):
-            if s.x.shape[-2]:
-                self.crossbars[s.name].post_update_step()
             bias = self.biases.get(s.name)
             if bias is not None:
                 grad = s.d.sum(-2, keepdim=True) if s.bias_grad is None else s.bias_grad.reshape(bias.shape)

@@ -50,13 +50,16 @@ def _key(xb: TorchCrossbar, x: torch.Tensor, lr: float) -> tuple | None:
 
 
 def apply_updates(updates: Sequence[tuple[Any, torch.Tensor, torch.Tensor, float]]) -> None:
-    """``crossbar.update(x, d, lr)`` for each entry, torch-engine crossbars grouped (module doc). A
-    crossbar met a second time first has the pending groups applied, so its updates keep their order."""
+    """``crossbar.update(x, d, lr)`` then ``crossbar.post_update_step()`` for each entry, torch-engine
+    crossbars grouped (module doc). A crossbar met a second time first has the pending groups applied,
+    so its updates and per-batch steps keep their order."""
     pending: dict[tuple, list] = {}
 
     def flush() -> None:
         for key, members in pending.items():
-            step_together(members, key[-1])
+            step_together([(inner, x, d) for _, inner, x, d in members], key[-1])
+            for outer, *_ in members:
+                outer.post_update_step()
         pending.clear()
 
     for xb, x, d, lr in updates:
@@ -64,12 +67,13 @@ def apply_updates(updates: Sequence[tuple[Any, torch.Tensor, torch.Tensor, float
         key = _key(inner, x, lr) if isinstance(inner, TorchCrossbar) else None
         if key is None:
             xb.update(x, d, lr)
+            xb.post_update_step()
             continue
-        if any(m is inner for members in pending.values() for m, _, _ in members):
+        if any(m is inner for members in pending.values() for _, m, _, _ in members):
             flush()
         for m in meters:
             m.record_update(x, d, lr)
-        pending.setdefault(key, []).append((inner, x, d))
+        pending.setdefault(key, []).append((xb, inner, x, d))
     flush()
 
 

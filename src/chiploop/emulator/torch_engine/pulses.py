@@ -170,8 +170,8 @@ def line_rows(t: Trains, lines: torch.Tensor) -> torch.Tensor:
     """:func:`cell_rows` of K cells given by their lines: ``lines`` (2K,), the K output lines
     ``p C + in + i`` then the K input lines ``p C + j`` (indices into the (P C) lines of the trains):
     ``-D[p, :, i] X[p, :, j]``, (K, R): one ``index_select`` of the lines' columns for one chip, of
-    the rows of the line-major copy of the trains for a population (the fastest of the gathers
-    measured at P = 2 and 32)."""
+    the rows of the line-major copy of the trains for a population (at P = 32, 180 µs against 256
+    for an advanced index ``lines[p, :, c]`` and 976 for a ``take`` of flat indices)."""
     _, P, R, C = t.pair.shape
     if P == 1:
         both = t.pair[0, 0].index_select(1, lines).t()                                   # (2K, R)
