@@ -2,7 +2,8 @@
 
 * grouped updates are equal in distribution to one update after the other (per-cell means within 5
   standard errors, variances within 5 standard errors of a variance), on cells in the middle and on a
-  bound (the closed form and the one-sided walk), for crossbars of different shapes;
+  bound (the closed form and the one-sided walk), for crossbars of different shapes (the stack of two
+  populations of 4,000 copies; a chip groups its crossbars only as a single chip);
 * a crossbar met twice keeps the order of its updates; a lone or tiled crossbar steps as before;
 * every member's update is entered in its ledger; a member without input does not move.
 """
@@ -13,7 +14,7 @@ import torch
 from chiploop.devices.spec import load_device
 from chiploop.emulator import Chip, LayerSignal, make_crossbar
 from chiploop.emulator.ledger import ChipLedger, MeteredCrossbar
-from chiploop.emulator.torch_engine.group import apply_updates
+from chiploop.emulator.torch_engine.group import apply_updates, step_together
 
 
 def torch_device(**fields):
@@ -38,7 +39,7 @@ def test_grouped_updates_are_equal_in_distribution_to_one_after_the_other():
     a, b, (x0, d0), (x1, d1) = _pair(spec, P)
     a2, b2 = a.clone(), b.clone()
     start_a, start_b = a.weights(), b.weights()
-    apply_updates([(a, x0, d0, lr), (b, x1, d1, lr)])
+    step_together([(a, x0, d0), (b, x1, d1)], lr)                           # the stack of two populations
     assert a._group and a.W.shape == (P, 4, 6) and b.W.shape == (P, 3, 5)      # they did step as one stack
     a2.update(x0, d0, lr)
     b2.update(x1, d1, lr)
@@ -54,6 +55,13 @@ def test_grouped_updates_are_equal_in_distribution_to_one_after_the_other():
         assert ((ours.var(0) - ref.var(0)).abs() <= 5 * (var_se(ours) ** 2 + var_se(ref) ** 2).sqrt() + 1e-9).all()
     assert (b.weights() >= b.par["max_bound"] - 1e-6).any()                   # the bound acted on the grouped walk
     assert (b.weights() <= b.par["max_bound"] + 1e-7).all()
+
+
+def test_populations_step_alone():
+    spec = torch_device()
+    a, b, (x0, d0), (x1, d1) = _pair(spec, 3)
+    apply_updates([(a, x0, d0, 0.05), (b, x1, d1, 0.05)])
+    assert not a._group and not b._group
 
 
 def test_a_member_without_input_stays_and_the_stack_is_kept_while_the_members_are():
