@@ -46,6 +46,10 @@ from typing import NamedTuple
 from chiploop.lazy import torch
 
 TINY = 1e-30
+# trains of more entries than this repeat their per-sample table as int16 (memory-bound: P = 32,
+# 64x64, R = 275: 22.7 -> 13.5-18.2 ms for trains and totals); smaller ones stay float, where the
+# conversion and the mixed-dtype multiply cost more than the copy saves (P = 1, 64x64: 336 -> 400 µs)
+BIG_TRAINS = 1 << 16
 
 
 class Trains(NamedTuple):
@@ -136,9 +140,11 @@ def trains(x: torch.Tensor, d: torch.Tensor, lr: float, dw_min: float, desired_b
     if R == 0:
         return None
     table = torch.cat([a.round_().sub_(32768.0).clamp_(max=32767.0), xd.sign_()], -1)  # (P, B, 2C): u < thr: p
+    if P * R * C > BIG_TRAINS:
+        table = table.to(torch.int16)                     # repeated below: half the bytes to copy
     counts = bl.view(-1)
     if P > 1:                                                                             # pad every chip to R rows
-        never = torch.cat([table.new_full((P, 1, C), -32768.0), table.new_zeros(P, 1, C)], -1)
+        never = torch.cat([table.new_full((P, 1, C), -32768), table.new_zeros(P, 1, C)], -1)
         table = torch.cat([table, never], 1)
         counts = torch.cat([bl.view(P, B), R - rows], 1).view(-1)
     table = torch.repeat_interleave(table.view(-1, 2 * C), counts, dim=0, output_size=P * R)
