@@ -260,7 +260,11 @@ VARIANT = {"up_down": 0.2, "dw_min_std": 1.0, "dw_min_dtod": 0.1, "w_bound_dtod"
 def test_update_statistics_match_aihwkit_every_device(device, setting, start):
     data = {"preset": CASES[device]} if isinstance(CASES[device], str) else dict(CASES[device])
     spec = load_device({**data, **(VARIANT if setting == "variant" else {})})
-    row = update_match(spec, repeats=8000 if spec.dw_min_std > 1 else 4000, pulses=25, start=start)
+    # exp_step (reram-es): at 8,000 repeats its persistent mean error was 0.023-0.053 over 20 runs of the
+    # engine before the fourth session and 0.024-0.060 after (the sampling error of both engines' means,
+    # the same law): the 0.05 target then fails one run in ten; 16,000 repeats halve the variance
+    repeats = 16000 if spec.response == "exp_step" else 8000 if spec.dw_min_std > 1 else 4000
+    row = update_match(spec, repeats=repeats, pulses=25, start=start)
     for key in ("mean_err", "persistent_mean_err"):
         assert row.get(key, 0) <= 0.05, row
     for key in ("var_err", "persistent_var_err"):
