@@ -203,9 +203,13 @@ class TorchCrossbar:
         return self.spec.write_noise_std * self.spec.dw_min
 
     def _cast(self, v: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        v = v.to(device=self.W.device, dtype=torch.float32)
+        """``v`` as (P, B, n) float32 on the engine's device (a view when it already is), and whether
+        it came as one chip's 2-D batch."""
+        if v.dtype is not torch.float32 or v.device != self.W.device:
+            v = v.to(device=self.W.device, dtype=torch.float32)
         if v.dim() == 2:
-            return v.unsqueeze(0).expand(self.population, *v.shape), self.population == 1
+            P = self.population
+            return (v.unsqueeze(0) if P == 1 else v.unsqueeze(0).expand(P, *v.shape)), P == 1
         return v, False
 
     # ------------------------------------------------------------------ reads

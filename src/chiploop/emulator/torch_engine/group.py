@@ -98,8 +98,8 @@ def step_together(members: list[tuple[TorchCrossbar, torch.Tensor, torch.Tensor]
         shell.W = torch.cat([pad(m.W, O, I) for m, _, _ in members])
         if first.persistent is not None:
             shell.persistent = torch.cat([pad(m.persistent, O, I) for m, _, _ in members])
-    xs = torch.cat([pad(_chips(m, x), x.shape[-2], I) for m, x, _ in members])
-    ds = torch.cat([pad(_chips(m, d), d.shape[-2], O) for m, _, d in members])
+    xs = torch.cat([pad(m._cast(x)[0], x.shape[-2], I) for m, x, _ in members])
+    ds = torch.cat([pad(m._cast(d)[0], d.shape[-2], O) for m, _, d in members])
     shell.update(xs, ds, lr)
     P = first.population
     for g, (m, _, _) in enumerate(members):
@@ -108,13 +108,6 @@ def step_together(members: list[tuple[TorchCrossbar, torch.Tensor, torch.Tensor]
         if m.persistent is not None:
             m.persistent = shell.persistent[g * P:(g + 1) * P, :o, :i]
     shell.handed = [(m.W, m.persistent) for m, _, _ in members]            # views of shell.W: in-place writes show
-
-
-def _chips(xb: TorchCrossbar, v: torch.Tensor) -> torch.Tensor:
-    """``v`` as (P, B, n) on the engine's device in float32 (one view when it already is)."""
-    if v.dim() == 2 and v.dtype == torch.float32 and v.device == xb.W.device and xb.population == 1:
-        return v.unsqueeze(0)
-    return xb._cast(v)[0]
 
 
 def _shell(first: TorchCrossbar, members: list[TorchCrossbar]) -> TorchCrossbar:
